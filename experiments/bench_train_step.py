@@ -1,0 +1,85 @@
+"""Throughput of the jitted teacher step (DCGAN, 32x32x1, batch 64) against the machine's matmul rate.
+
+    python experiments/bench_train_step.py [--widths 64 16] [--steps 30]
+
+Prints, per G/D width: compile time of the first step, steady-state images/s, GFLOP/s
+achieved (XLA's cost-analysis FLOPs of one step / its time), the same machine's fp32
+matmul GFLOP/s measured in this run, and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from machine import describe  # noqa: E402
+
+from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps  # noqa: E402
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  t = time.perf_counter()
+  for _ in range(reps):
+    f(a).block_until_ready()
+  return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def bench_width(width: int, batch: int, n_steps: int) -> dict:
+  c = config_lib.base_config()
+  c.model.update(image_size=32, channels=1, g_width=width, d_width=width)
+  c.train.batch_size = batch
+  gen, disc = models.build_generator(c.model), models.build_discriminator(c.model)
+  g_tx, d_tx = state_lib.adam(c.optim.g_lr, c.optim), state_lib.adam(c.optim.d_lr, c.optim)
+  mesh = parallel.make_mesh()
+  state = parallel.replicate(state_lib.init_gan_state(gen, disc, g_tx, d_tx, jax.random.key(0), c.model), mesh)
+  step = parallel.jit_step(steps.make_teacher_step(gen, disc, g_tx, d_tx, c), mesh)
+  images = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype(np.float32)
+  batch_arr = parallel.host_to_global({"image": images}, mesh)
+  key = jax.random.key(1)
+  t = time.perf_counter()
+  compiled = step.lower(state, batch_arr, key).compile()
+  compile_s = time.perf_counter() - t
+  cost = compiled.cost_analysis()
+  flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+  state, m = compiled(state, batch_arr, key)
+  jax.block_until_ready(state)
+  t = time.perf_counter()
+  for _ in range(n_steps):
+    state, m = compiled(state, batch_arr, key)
+  jax.block_until_ready((state, m))
+  dt = (time.perf_counter() - t) / n_steps
+  g_params = models.param_count(state.g_params)
+  return dict(width=width, g_params=g_params, compile_s=compile_s, images_per_s=batch / dt,
+              step_ms=dt * 1e3, gflops=flops / dt / 1e9, step_gflop=flops / 1e9)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--widths", type=int, nargs="+", default=[64, 16])
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--steps", type=int, default=30)
+  a = p.parse_args()
+  print(describe())
+  print("command: python experiments/bench_train_step.py " + " ".join(sys.argv[1:]))
+  peak = matmul_gflops()
+  print(f"fp32 matmul (2048^2, jit): {peak:.1f} GFLOP/s")
+  for w in a.widths:
+    r = bench_width(w, a.batch, a.steps)
+    print(f"width {r['width']:3d} (G {r['g_params']:,} params): compile {r['compile_s']:.1f}s | "
+          f"{r['images_per_s']:.0f} images/s ({r['step_ms']:.1f} ms/step) | "
+          f"{r['step_gflop']:.2f} GFLOP/step -> {r['gflops']:.1f} GFLOP/s = "
+          f"{100 * r['gflops'] / peak:.0f}% of matmul")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,131 @@
+"""The base config every run starts from, `--set key=value` overrides, and config diffs.
+
+Configs are Python (ml_collections.ConfigDict); experiments/configs/*.py call
+`base_config()` and change what they need. Values given on the command line are parsed
+as Python literals (ints, floats, bools, tuples, strings) and must keep the type of the
+value they replace.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from typing import Iterable
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"   # a TFDS name, or any name for idx/folder sources
+  c.data.source = "auto"          # auto | tfds | idx | folder | toy
+  c.data.path = ""                # idx/folder sources: the folder ('' = find it)
+  c.data.data_dir = ""            # TFDS data_dir ('' = TFDS's default)
+  c.data.split = "train"
+  c.data.eval_split = "test"
+
+  c.model = ml_collections.ConfigDict()
+  c.model.family = "dcgan"        # dcgan | mlp
+  c.model.image_size = 32         # 28, 32 or 64 (data are resized/padded to it)
+  c.model.channels = 1
+  c.model.latent_dim = 100
+  c.model.g_width = 64
+  c.model.d_width = 64
+  c.model.num_up = 0              # 0 = the family's default depth
+  c.model.num_down = 0
+  c.model.proj_rank = 0           # 0 = full-rank latent projection
+  c.model.d_spectral_norm = False
+  c.model.g_depth = 3             # mlp only
+  c.model.d_depth = 3
+  c.model.out_dim = 2
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = "nonsaturating"   # minimax | nonsaturating | hinge | wgan | lsgan
+  c.loss.n_critic = 1
+  c.loss.gp_weight = 0.0          # WGAN-GP lambda (10 in the paper)
+  c.loss.r1_gamma = 0.0
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.g_lr = 2e-4
+  c.optim.d_lr = 2e-4
+  c.optim.b1 = 0.5
+  c.optim.b2 = 0.999
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 64         # per update, global (all devices and hosts)
+  c.train.steps = 4000
+  c.train.ema_decay = 0.999
+  c.train.log_every = 50
+  c.train.sample_every = 500
+  c.train.ckpt_every = 500
+  c.train.eval_every = 0          # 0 = no periodic eval
+  c.train.eval_num = 2000         # samples per periodic eval
+  c.train.keep = 3                # last N checkpoints kept
+  c.train.best_metric = ""        # e.g. "fid": also keep the best checkpoint by it (lower wins)
+  return c
+
+
+# Keys that never change the math of a run; everything else must match to resume.
+NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
+                 "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
+                 "data.data_dir", "data.path")
+
+
+def parse_value(text: str, old):
+  """Parse a command-line value as a Python literal with the type of `old`."""
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if isinstance(old, bool) or isinstance(value, bool):
+    if not isinstance(value, bool) or not isinstance(old, bool):
+      raise ValueError(f"expected True/False, got {text!r}")
+  elif isinstance(old, float) and isinstance(value, int):
+    value = float(value)
+  elif isinstance(old, tuple) and isinstance(value, list):
+    value = tuple(value)
+  if old is not None and type(value) is not type(old):
+    raise ValueError(f"expected a {type(old).__name__}, got {text!r}")
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
+  """Apply 'a.b=value' strings to a copy of `config`; unknown keys are errors."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for item in overrides:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ValueError(f"--set {item!r} is not key=value; e.g. --set train.steps=200")
+    node, *path = config, *key.split(".")
+    for part in path[:-1]:
+      if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+        raise ValueError(f"--set {item!r}: {key!r} is not a config key")
+      node = node[part]
+    leaf = path[-1]
+    if leaf not in node:
+      raise ValueError(f"--set {item!r}: {key!r} is not a config key")
+    try:
+      node[leaf] = parse_value(text, node[leaf])
+    except ValueError as e:
+      raise ValueError(f"--set {item!r}: {e}") from None
+  return config
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def math_differences(saved: dict, current: dict) -> list[str]:
+  """'key: saved -> current' for every key that changes the math of a run."""
+  a, b = flatten(saved), flatten(json.loads(json.dumps(current)))
+  keys = sorted(set(a) | set(b))
+  return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
+          if a.get(k) != b.get(k) and not any(k == n or k.startswith(n + ".") for n in NON_MATH_KEYS)]

@@ -1,0 +1,106 @@
+"""DCGAN generator and discriminator (Radford et al. 2016) for 28, 32 and 64 pixel images.
+
+One family, one width knob: `width` is the channel count of the widest-resolution block,
+and every coarser block doubles it, so width 64 gives the usual teacher and widths
+32/16/8/4 give students of the same shape. Both networks can return their intermediate
+activations (a list, coarse to fine for G and fine to coarse for D), which the
+feature-distillation objectives need.
+
+Generator, for `num_up` upsampling blocks and start resolution s0 = size / 2**num_up:
+
+    z -> [low-rank] Dense(s0*s0*c0) -> BN -> ReLU -> (UpConv -> BN -> ReLU) x (num_up - 1)
+      -> UpConv(channels) -> tanh,     c_i = width * 2**(num_up - 1 - i)
+
+`proj_rank` factorises the latent projection z -> (r) -> s0*s0*c0. In this family the
+projection holds most of a small student's parameters (width 8 at 28x28: 78k of 81k),
+so the factorisation is what lets a student be 50-100x smaller than its teacher.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gandistill_jax.models.layers import UpConv
+
+_INIT = nn.initializers.normal(0.02)
+_DEFAULT_NUM_UP = {28: 2, 32: 3, 64: 4}
+
+
+def default_num_up(image_size: int) -> int:
+  if image_size not in _DEFAULT_NUM_UP:
+    raise ValueError(f"image_size={image_size} is not supported by DCGAN; use one of "
+                     f"{sorted(_DEFAULT_NUM_UP)} (resize the data with data.image_size)")
+  return _DEFAULT_NUM_UP[image_size]
+
+
+def _start_size(image_size: int, num_up: int) -> int:
+  s0, rem = divmod(image_size, 2**num_up)
+  if rem or s0 < 1:
+    raise ValueError(f"image_size={image_size} is not divisible by 2**num_up={2**num_up}; "
+                     f"pick num_up so that image_size / 2**num_up is a whole number")
+  return s0
+
+
+class Generator(nn.Module):
+  """DCGAN generator: z (B, latent) -> images (B, size, size, channels) in [-1, 1]."""
+  image_size: int = 32
+  channels: int = 1
+  width: int = 64
+  num_up: int = 0          # 0: the family's default for image_size
+  proj_rank: int = 0       # 0: a full-rank latent projection
+  bn_momentum: float = 0.9
+
+  @property
+  def stage_channels(self) -> list[int]:
+    n = self.num_up or default_num_up(self.image_size)
+    return [self.width * 2**(n - 1 - i) for i in range(n)]
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = False, return_features: bool = False):
+    chans = self.stage_channels
+    s0 = _start_size(self.image_size, len(chans))
+    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)
+    h = z
+    if self.proj_rank:
+      h = nn.Dense(self.proj_rank, use_bias=False, kernel_init=_INIT, name="proj_low_rank")(h)
+    h = nn.Dense(s0 * s0 * chans[0], use_bias=False, kernel_init=_INIT, name="proj")(h)
+    h = nn.relu(bn()(h.reshape(z.shape[0], s0, s0, chans[0])))
+    features = [h]
+    for c in chans[1:]:
+      h = nn.relu(bn()(UpConv(c, use_bias=False)(h)))
+      features.append(h)
+    img = jnp.tanh(UpConv(self.channels)(h))
+    return (img, features) if return_features else img
+
+
+class Discriminator(nn.Module):
+  """DCGAN discriminator: images -> logits (B,). LeakyReLU(0.2), optional spectral norm.
+
+  No batch norm: the gradient penalties (WGAN-GP, R1) need per-sample gradients, and
+  spectral norm (Miyato et al. 2018) is the normaliser of choice for D.
+  """
+  image_size: int = 32
+  width: int = 64
+  num_down: int = 0        # 0: the family's default for image_size
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
+    n = self.num_down or default_num_up(self.image_size)
+    _start_size(self.image_size, n)
+    def layer(module, h):
+      if self.spectral_norm:
+        return nn.SpectralNorm(module)(h, update_stats=train)
+      return module(h)
+    features = []
+    h = x
+    for i in range(n):
+      conv = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                     kernel_init=_INIT)
+      h = nn.leaky_relu(layer(conv, h), 0.2)
+      features.append(h)
+    logits = layer(nn.Dense(1, kernel_init=_INIT), h.reshape(h.shape[0], -1))[:, 0]
+    return (logits, features) if return_features else logits

@@ -1,0 +1,77 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from gandistill_jax import config as config_lib, models
+
+
+def model_cfg(**kw):
+  cfg = config_lib.base_config().model
+  cfg.update(kw)
+  return cfg
+
+
+@pytest.mark.parametrize("size, channels", [(28, 1), (32, 3), (64, 3)])
+@pytest.mark.parametrize("width", [4, 16])
+def test_dcgan_shapes_and_features(size, channels, width):
+  cfg = model_cfg(image_size=size, channels=channels, g_width=width, d_width=width)
+  gen, disc = models.build_generator(cfg), models.build_discriminator(cfg)
+  z = jnp.ones((3, cfg.latent_dim))
+  g_vars = models.init_variables(gen, jax.random.key(0), z)
+  img, g_feats = gen.apply(g_vars, z, return_features=True)
+  assert img.shape == (3, size, size, channels)
+  assert float(jnp.abs(img).max()) <= 1.0
+  n_up = {28: 2, 32: 3, 64: 4}[size]
+  assert [f.shape[-1] for f in g_feats] == [width * 2**(n_up - 1 - i) for i in range(n_up)]
+  assert g_feats[-1].shape[1] == size // 2
+  d_vars = models.init_variables(disc, jax.random.key(1), img)
+  logits, d_feats = disc.apply(d_vars, img, return_features=True)
+  assert logits.shape == (3,)
+  assert [f.shape[1] for f in d_feats] == [size // 2**(i + 1) for i in range(n_up)]
+
+
+def test_teacher_param_count_matches_the_pytorch_reference_family():
+  # 28x28, width 64, latent 100: projection 627,200 + BN + 131,072 + 1,025 (+ BN): ~766k
+  # as in DESIGN.md (which also counted the redundant projection bias of 6,272).
+  cfg = model_cfg(image_size=28, g_width=64)
+  g_vars = models.init_variables(models.build_generator(cfg), jax.random.key(0), jnp.ones((1, 100)))
+  assert models.param_count(g_vars["params"]) == 627_200 + 256 + 131_072 + 128 + 1_025
+
+
+def test_low_rank_projection_shrinks_small_students():
+  full = model_cfg(image_size=28, g_width=4)
+  low = model_cfg(image_size=28, g_width=4, proj_rank=16)
+  count = lambda c: models.param_count(models.init_variables(
+      models.build_generator(c), jax.random.key(0), jnp.ones((1, 100)))["params"])
+  assert count(low) == count(full) - 100 * 7 * 7 * 8 + 100 * 16 + 16 * 7 * 7 * 8
+
+
+def test_spectral_norm_discriminator_keeps_its_power_iteration_state():
+  cfg = model_cfg(d_spectral_norm=True, d_width=8)
+  disc = models.build_discriminator(cfg)
+  variables = models.init_variables(disc, jax.random.key(0), jnp.ones((2, 32, 32, 1)))
+  assert variables["batch_stats"], "spectral norm stores u/sigma in 'batch_stats'"
+  _, updates = disc.apply(variables, jnp.ones((2, 32, 32, 1)), train=True, mutable=["batch_stats"])
+  assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(variables["batch_stats"])
+
+
+def test_mlp_pair_shapes():
+  cfg = model_cfg(family="mlp", latent_dim=8, g_width=32, d_width=32)
+  gen, disc = models.build_generator(cfg), models.build_discriminator(cfg)
+  z = jnp.ones((5, 8))
+  out = gen.apply(models.init_variables(gen, jax.random.key(0), z), z)
+  assert out.shape == (5, 2)
+  assert disc.apply(models.init_variables(disc, jax.random.key(0), out), out).shape == (5,)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(image_size=30), "image_size=30 is not supported"),
+    (dict(family="resnet"), "model.family='resnet' is unknown"),
+    (dict(image_size=28, num_up=3), "not divisible by 2\\*\\*num_up=8"),
+])
+def test_bad_model_configs_are_clear_errors(kw, match):
+  cfg = model_cfg(**kw)
+  with pytest.raises(ValueError, match=match):
+    gen = models.build_generator(cfg)
+    models.init_variables(gen, jax.random.key(0), jnp.ones((1, 100)))

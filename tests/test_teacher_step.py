@@ -1,0 +1,71 @@
+import chex
+import jax
+import numpy as np
+import pytest
+
+from gandistill_jax import models, parallel, steps
+from gandistill_jax.data import toy
+from helpers import teacher_setup, tiny_config, random_images
+
+
+def run_steps(config, devices, batches):
+  state, step, mesh = teacher_setup(config, devices)
+  key = jax.random.key(42)
+  for b in batches:
+    state, metrics = step(state, parallel.host_to_global({"image": b}, mesh), key)
+  return jax.device_get(state), jax.device_get(metrics)
+
+
+@pytest.mark.parametrize("loss_kw", [
+    dict(name="nonsaturating", n_critic=2, r1_gamma=1.0),
+    dict(name="wgan", n_critic=1, gp_weight=10.0),
+])
+def test_one_two_and_eight_devices_give_the_same_state(loss_kw):
+  config = tiny_config(d_spectral_norm=loss_kw["name"] == "wgan")
+  config.loss.update(loss_kw)
+  batches = [random_images(16 * config.loss.n_critic, seed=i) for i in range(3)]
+  with jax.default_matmul_precision("highest"):
+    results = [run_steps(config, jax.devices()[:n], batches) for n in (1, 2, 8)]
+  (ref_state, ref_metrics), others = results[0], results[1:]
+  assert int(ref_state.step) == 3
+  for state, metrics in others:
+    chex.assert_trees_all_close(state, ref_state, atol=1e-5, rtol=1e-4)
+    chex.assert_trees_all_close(metrics, ref_metrics, atol=1e-5, rtol=1e-4)
+
+
+def test_teacher_step_traces_once():
+  config = tiny_config()
+  gen, disc = models.build_generator(config.model), models.build_discriminator(config.model)
+  state, _, mesh = teacher_setup(config, jax.devices()[:2])
+  from gandistill_jax import state as state_lib
+  g_tx = state_lib.adam(config.optim.g_lr, config.optim)
+  d_tx = state_lib.adam(config.optim.d_lr, config.optim)
+  chex.clear_trace_counter()
+  step = parallel.jit_step(chex.assert_max_traces(steps.make_teacher_step(gen, disc, g_tx, d_tx, config), n=1), mesh)
+  for i in range(5):
+    state, _ = step(state, parallel.host_to_global({"image": random_images(16, seed=i)}, mesh), jax.random.key(0))
+  assert int(state.step) == 5
+
+
+def test_split_critic_batches_keeps_each_devices_rows():
+  rows = np.arange(12)
+  split = steps.split_critic_batches(rows, 3)
+  np.testing.assert_array_equal(split, [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]])
+  with pytest.raises(ValueError, match="not divisible by loss.n_critic=5"):
+    steps.split_critic_batches(rows, 5)
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "hinge"])
+def test_mlp_teacher_covers_the_ring_of_gaussians(loss):
+  config = tiny_config(family="mlp", latent_dim=64, g_width=128, d_width=128)
+  config.loss.update(name=loss, r1_gamma=0.1)
+  config.optim.update(g_lr=1e-3, d_lr=1e-3)
+  config.train.ema_decay = 0.99
+  state, step, mesh = teacher_setup(config, jax.devices()[:1])
+  key = jax.random.key(1)
+  for i in range(6000):
+    state, _ = step(state, {"image": toy.ring_batch(0, i, 256)}, key)
+  gen = models.build_generator(config.model)
+  samples = gen.apply({"params": state.g_ema}, steps.sample_latent(jax.random.key(5), 2500, 64))
+  modes, quality = toy.mode_coverage(np.asarray(samples))
+  assert modes >= 7 and quality >= 0.7, (modes, quality)
