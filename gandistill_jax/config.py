@@ -23,6 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.source = "auto"          # auto | tfds | idx | folder | toy
   c.data.path = ""                # idx/folder sources: the folder ('' = find it)
   c.data.data_dir = ""            # TFDS data_dir ('' = TFDS's default)
+  c.data.download = False         # let TFDS download a dataset that is not prepared
   c.data.split = "train"
   c.data.eval_split = "test"
 
@@ -70,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
 # Keys that never change the math of a run; everything else must match to resume.
 NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
-                 "data.data_dir", "data.path")
+                 "data.data_dir", "data.path", "data.download")
 
 
 def parse_value(text: str, old):

@@ -1,0 +1,232 @@
+"""From a data config to an endless, deterministic, resumable stream of global batches.
+
+Design. Every source (TFDS, local idx files, image folders) is decoded and resized once,
+with tf.data, into host memory as uint8 (N, H, W, C); this process reads only its own
+disjoint part (`tfds.even_splits` / `np.array_split` by process index). Batches are
+then a pure function of (seed, process, step): epoch e visits this process's examples
+in the order `default_rng([seed, process, e]).permutation(n)`, and step k takes the
+next B_local examples of that endless sequence. So a run resumed at step k gets
+exactly the batches an uninterrupted run gets, with nothing but k saved, and a true
+per-epoch shuffle (no shuffle-buffer approximation). A thread prefetches batches.
+
+Images are scaled to [-1, 1]; labels are kept for the metrics.
+"""
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+from typing import Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from gandistill_jax.data import folder as folder_lib, idx, local_idx, toy
+from gandistill_jax.data.errors import DataError
+
+CENTER_CROPS = {"celeb_a": 140}  # the usual CelebA crop (178x218 -> 140x140) before resizing
+
+
+def _hide_gpus_from_tf() -> None:
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # already initialised
+    pass
+
+
+def resize_images(images: np.ndarray, size: int, crop: int = 0) -> np.ndarray:
+  """Center-crop to `crop` (if given), then fit to size x size: 28 -> 32 pads by 2 with
+  black (so the digits keep their pixels), anything else resizes (area/antialiased)."""
+  if crop:
+    h, w = images.shape[1:3]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    images = images[:, top:top + crop, left:left + crop]
+  h, w = images.shape[1:3]
+  if (h, w) == (size, size):
+    return images
+  if h == w and size > h and (size - h) % 2 == 0 and size - h <= 4:
+    p = (size - h) // 2
+    return np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+  out = tf.image.resize(images, (size, size), method="area" if size < h else "bilinear", antialias=True)
+  return np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)
+
+
+def _tfds_arrays(builder: tfds.core.DatasetBuilder, split: str, index: int, count: int):
+  if "image" not in builder.info.features:
+    raise DataError(f"TFDS dataset {builder.info.name} has no 'image' feature")
+  sub_split = tfds.even_splits(split, n=count)[index] if count > 1 else split
+  ds = builder.as_dataset(split=sub_split, shuffle_files=False)
+  has_label = "label" in builder.info.features
+  ds = ds.map(lambda ex: (ex["image"], ex["label"] if has_label else tf.constant(0, tf.int64)),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  images, labels = [], []
+  for img, lbl in ds.batch(1024).as_numpy_iterator():
+    images.append(img)
+    labels.append(lbl.astype(np.int64))
+  if not images:
+    raise DataError(f"TFDS dataset {builder.info.name} split {sub_split!r} is empty")
+  return np.concatenate(images), np.concatenate(labels)
+
+
+def _no_data_hint(name: str) -> str:
+  if name in local_idx.NAMES:
+    debian = " (Debian: apt-get install dataset-fashion-mnist)" if name == "fashion_mnist" else ""
+    return f"use the local builder: --set data.source=idx data.path=<folder with the idx files>{debian}"
+  return "prepare it where there is a network (data.download=True) and copy data_dir here"
+
+
+def _tfds_builder(name: str, data_dir: str, download: bool) -> tfds.core.DatasetBuilder:
+  """A prepared TFDS builder. Downloads only when asked: on an air-gapped machine TFDS
+  retries for minutes before failing, so the default is to fail at once, with the fix."""
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(f"dataset {name!r} is not a TFDS dataset; use a TFDS name, "
+                    f"data.source=idx (mnist-format files) or data.source=folder") from None
+  if not download:
+    if not builder.is_prepared():
+      raise DataError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; "
+                      f"{_no_data_hint(name)}, or allow downloads with --set data.download=True")
+    return builder
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # the download machinery raises many types; all mean "no data"
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise DataError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and cannot be "
+                    f"downloaded ({first[:120]}); {_no_data_hint(name)}") from None
+  return builder
+
+
+def resolve_source(cfg: ml_collections.ConfigDict) -> str:
+  """'auto' means: local idx files when this machine has them for the name, else TFDS."""
+  if cfg.source != "auto":
+    return cfg.source
+  return "idx" if cfg.name in local_idx.NAMES and (cfg.path or idx.default_folder(cfg.name)) else "tfds"
+
+
+def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int, channels: int,
+               process_index: int = 0, process_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
+  """This process's part of `split` as (images uint8 (n, S, S, C), labels int64 (n,))."""
+  _hide_gpus_from_tf()
+  source = resolve_source(cfg)
+  if source == "tfds":
+    images, labels = _tfds_arrays(_tfds_builder(cfg.name, cfg.data_dir, cfg.download), split, process_index, process_count)
+  elif source == "idx":
+    builder = local_idx.local_idx_builder(cfg.name, cfg.path, cfg.data_dir)
+    images, labels = _tfds_arrays(builder, split, process_index, process_count)
+  elif source == "folder":
+    if split != cfg.split:
+      raise DataError(f"image folders have one split; {split!r} needs its own data.path")
+    images, labels = folder_lib.load_image_folder(cfg.path)
+    images = np.array_split(images, process_count)[process_index]
+    labels = np.array_split(labels, process_count)[process_index]
+  else:
+    raise DataError(f"data.source={source!r} is unknown; use auto, tfds, idx or folder")
+  if images.shape[-1] != channels:
+    if images.shape[-1] == 1 and channels == 3:
+      images = np.repeat(images, 3, axis=-1)
+    else:
+      raise DataError(f"dataset {cfg.name!r} has {images.shape[-1]} channels, the model wants "
+                      f"{channels}; set model.channels={images.shape[-1]}")
+  return resize_images(images, image_size, CENTER_CROPS.get(cfg.name, 0)), labels
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+  """float [-1, 1] -> uint8 [0, 255]."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+class BatchStream:
+  """Endless batches of this process's examples; `batch(step)` is a pure function of
+  (seed, process index, step). Iterate from any step with `iterate(start)`."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray, local_batch: int, seed: int,
+               process_index: int = 0):
+    if len(images) < local_batch:
+      raise DataError(f"{len(images)} examples cannot fill a batch of {local_batch}")
+    self.images, self.labels = images, labels
+    self.local_batch, self.seed, self.process_index = local_batch, seed, process_index
+
+  @functools.lru_cache(maxsize=2)
+  def _order(self, epoch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, self.process_index, epoch]).permutation(len(self.images))
+
+  def indices(self, step: int) -> np.ndarray:
+    n, b = len(self.images), self.local_batch
+    start = step * b
+    epoch, offset = divmod(start, n)
+    idx = self._order(epoch)[offset:offset + b]
+    if len(idx) < b:
+      idx = np.concatenate([idx, self._order(epoch + 1)[:b - len(idx)]])
+    return idx
+
+  def batch(self, step: int) -> dict:
+    idx = self.indices(step)
+    return {"image": to_float(self.images[idx]), "label": self.labels[idx]}
+
+  def iterate(self, start: int = 0) -> Iterator[dict]:
+    return prefetched(self.batch, start)
+
+
+class ToyStream:
+  """The ring of 8 Gaussians as a stream (data.source='toy'); batch(step) is pure."""
+
+  def __init__(self, local_batch: int, seed: int, process_index: int = 0):
+    self.local_batch, self.seed, self.process_index = local_batch, seed, process_index
+
+  def batch(self, step: int) -> dict:
+    return {"image": toy.ring_batch(self.seed * 1000003 + self.process_index, step, self.local_batch)}
+
+  def iterate(self, start: int = 0) -> Iterator[dict]:
+    return prefetched(self.batch, start)
+
+
+def prefetched(batch_fn: Callable[[int], dict], start: int, depth: int = 4) -> Iterator[dict]:
+  """batch_fn(start), batch_fn(start + 1), ..., computed ahead by a background thread."""
+  q: queue.Queue = queue.Queue(maxsize=depth)
+  stop = threading.Event()
+
+  def work():
+    step = start
+    while not stop.is_set():
+      item = batch_fn(step)
+      while not stop.is_set():
+        try:
+          q.put(item, timeout=0.1)
+          break
+        except queue.Full:
+          pass
+      step += 1
+
+  threading.Thread(target=work, daemon=True).start()
+  try:
+    while True:
+      yield q.get()
+  finally:
+    stop.set()
+
+
+def local_batch_size(global_batch: int, process_count: int | None = None) -> int:
+  process_count = process_count or jax.process_count()
+  if global_batch % process_count:
+    raise DataError(f"global batch {global_batch} does not divide over {process_count} processes; "
+                    f"use a train.batch_size that is a multiple of {process_count}")
+  return global_batch // process_count
+
+
+def train_stream(config: ml_collections.ConfigDict, global_batch: int) -> BatchStream | ToyStream:
+  """The training stream of this process for `config` (a full run config)."""
+  p, n = jax.process_index(), jax.process_count()
+  if config.data.source == "toy":
+    return ToyStream(local_batch_size(global_batch, n), config.seed, p)
+  images, labels = load_split(config.data, config.data.split, config.model.image_size,
+                              config.model.channels, p, n)
+  return BatchStream(images, labels, local_batch_size(global_batch, n), config.seed, p)
