@@ -1,0 +1,118 @@
+"""The `gandistill` command line. Errors a user can fix are one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+class UsageError(ValueError):
+  """A mistake in what the user asked for."""
+
+
+def load_config_file(path: str):
+  """Runs a config file's get_config() (configs are Python, as in flax/examples)."""
+  if not os.path.isfile(path):
+    raise UsageError(f"--config {path}: no such file")
+  spec = importlib.util.spec_from_file_location("gandistill_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise UsageError(f"--config {path}: the file defines no get_config()")
+  return module.get_config()
+
+
+def resolve_config(args):
+  """The config of a run: --config (plus --set), or the one saved in an existing workdir."""
+  from gandistill_jax import config as config_lib, loop
+  saved = os.path.join(args.workdir, "config.json")
+  if args.config:
+    config = load_config_file(args.config)
+  elif os.path.exists(saved):
+    config = loop.load_config(args.workdir)
+  else:
+    raise UsageError(f"--workdir {args.workdir} holds no run yet; give --config to start one")
+  return config_lib.apply_overrides(config, args.set or [])
+
+
+def cmd_train(args, kind: str) -> None:
+  from gandistill_jax import loop, tasks
+  config = resolve_config(args)
+  task = tasks.gan_task(config, kind)
+  loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
+  print(f"{kind} run finished or stopped cleanly; workdir: {args.workdir}")
+
+
+def _eval_hook(config):
+  if not config.train.eval_every:
+    return None
+  from gandistill_jax.eval import evaluate
+  return evaluate.periodic_eval_fn(config)
+
+
+def cmd_sample(args) -> None:
+  import numpy as np
+  from gandistill_jax import export, images
+  if bool(args.workdir) == bool(args.exported):
+    raise UsageError("give exactly one of --workdir W or --exported FILE")
+  generate = export.load_generator(args.exported or args.workdir, which=args.which)
+  samples = generate(np.random.default_rng(args.seed).standard_normal((args.num, generate.latent_dim)).astype(np.float32))
+  if args.format == "npz":
+    from gandistill_jax.data.pipeline import to_uint8
+    np.savez_compressed(args.out, images=to_uint8(samples))
+  else:
+    images.save_samples(samples, args.out)
+  print(f"wrote {args.num} samples to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="gandistill", description="Compress GAN generators by knowledge distillation.")
+  sub = p.add_subparsers(dest="command", required=True)
+
+  def run_args(q):
+    q.add_argument("--config", help="a Python config file with get_config() (not needed to resume)")
+    q.add_argument("--workdir", required=True, help="where the run lives; an existing one is resumed")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+
+  q = sub.add_parser("train-teacher", help="train a teacher GAN adversarially")
+  run_args(q)
+  q.set_defaults(func=lambda a: cmd_train(a, "teacher"))
+  q = sub.add_parser("train-scratch", help="train a student-size GAN from scratch (the baseline)")
+  run_args(q)
+  q.set_defaults(func=lambda a: cmd_train(a, "scratch"))
+
+  q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")
+  q.add_argument("--workdir", help="a run's workdir (its latest checkpoint)")
+  q.add_argument("--exported", help="an exported generator file (gandistill export)")
+  q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"],
+                 help="which generator of a workdir: auto = the EMA one where there is one")
+  q.add_argument("--num", type=int, default=64)
+  q.add_argument("--out", required=True)
+  q.add_argument("--format", choices=["png", "npz"], default="png")
+  q.add_argument("--seed", type=int, default=0)
+  q.set_defaults(func=cmd_sample)
+  return p
+
+
+def main(argv=None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  from gandistill_jax.data.errors import DataError
+  from gandistill_jax.loop import ConfigMismatch, TrainingDiverged
+  try:
+    args.func(args)
+  except (UsageError, DataError, ConfigMismatch, FileNotFoundError, ValueError) as e:
+    print(f"gandistill {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except TrainingDiverged as e:
+    print(f"gandistill {args.command}: diverged: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

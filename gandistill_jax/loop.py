@@ -1,0 +1,181 @@
+"""The one training loop, for every kind of run (teacher, scratch, distill).
+
+    mesh -> input stream -> state (restored or fresh) -> jitted step
+         -> progress bar, metrics.jsonl + TensorBoard, sample grids, eval hook, checkpoints
+
+Only this module (and the CLI) touch files, signals and the clock. A run killed at any
+moment resumes from its latest checkpoint to the same parameters, bit for bit on CPU:
+the step's randomness and the data are pure functions of (seed, step). SIGTERM
+(preemption) saves at the current step and returns.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from gandistill_jax import config as config_lib, parallel, steps
+from gandistill_jax.checkpoint import Checkpointer
+from gandistill_jax.data import pipeline
+from gandistill_jax.images import save_samples
+from gandistill_jax.tasks import Task
+
+EvalFn = Callable[[Task, Any], dict]
+
+
+class ConfigMismatch(ValueError):
+  """The workdir holds a run whose config differs in something that changes the math."""
+
+
+class TrainingDiverged(RuntimeError):
+  """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+  base = jax.random.key(seed)
+  return {name: jax.random.fold_in(base, i) for i, name in enumerate(("init", "step", "samples"))}
+
+
+def check_or_write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes workdir/config.json, or refuses a workdir whose saved config differs."""
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json())
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    diffs = config_lib.math_differences(saved, current)
+    if diffs:
+      raise ConfigMismatch(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); "
+                           f"use a new --workdir or the saved config")
+  os.makedirs(workdir, exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(current, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{workdir} has no config.json; is it a gandistill workdir?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def abstract_state(task: Task, mesh) -> Any:
+  """Shapes, dtypes and (replicated) shardings of the task's state, without computing it."""
+  rep = parallel.replicated(mesh)
+  shapes = jax.eval_shape(task.init, jax.random.key(0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), shapes)
+
+
+def restore_latest(task: Task, workdir: str, mesh) -> tuple[Any, jax.Array, int]:
+  """(state, step key, step) of the workdir's latest checkpoint, placed on `mesh`."""
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  step = ckpt.latest_step()
+  if step is None:
+    ckpt.close()
+    raise FileNotFoundError(f"{workdir} has no checkpoint yet")
+  target = {"state": abstract_state(task, mesh),
+            "rng": jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=parallel.replicated(mesh))}
+  restored, _ = ckpt.restore(step, target)
+  ckpt.close()
+  return restored["state"], jax.random.wrap_key_data(restored["rng"]), step
+
+
+class MetricsWriter:
+  """metrics.jsonl (one JSON object per line) and TensorBoard events under workdir/tb."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, metrics: dict) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    with self.tb.as_default(step=step):
+      for k, v in metrics.items():
+        if isinstance(v, (int, float)):
+          tf.summary.scalar(k, v)
+    self.tb.flush()
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: EvalFn | None = None,
+          mesh=None, progress: bool = True) -> Any:
+  """Runs (or resumes) `task` in `workdir` until config.train.steps; returns the final state."""
+  tr = config.train
+  check_or_write_config(config, workdir)
+  mesh = mesh or parallel.make_mesh()
+  parallel.check_batch_divisible(task.global_batch, mesh)
+  keys = run_keys(config.seed)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
+  start = ckpt.latest_step()
+  if start is None:
+    state, step_key, start = parallel.replicate(task.init(keys["init"]), mesh), keys["step"], 0
+  else:
+    ckpt.close()
+    state, step_key, start = restore_latest(task, workdir, mesh)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
+  stream = pipeline.train_stream(config, task.global_batch)
+  step_fn = parallel.jit_step(task.step, mesh)
+  variables_fn = jax.jit(task.generator_variables)
+  fixed_z = steps.sample_latent(keys["samples"], 64, task.latent_dim)
+  sample_fn = jax.jit(lambda v, z: task.generator.apply(v, z))
+  writer = MetricsWriter(workdir)
+
+  def save(step, metrics=None):
+    meta = {"step": step, "data_step": step, "kind": task.kind, "config": json.loads(config.to_json())}
+    ckpt.save(step, {"state": state, "rng": jax.random.key_data(step_key)}, meta, metrics)
+
+  stop = {"requested": False}
+  previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+  batches = stream.iterate(start)
+  bar = tqdm.tqdm(total=tr.steps, initial=start, disable=not progress, dynamic_ncols=True,
+                  desc=f"{task.kind} {os.path.basename(os.path.normpath(workdir))}")
+  step, t_log = start, time.perf_counter()
+  try:
+    while step < tr.steps and not stop["requested"]:
+      state, metrics = step_fn(state, parallel.host_to_global(next(batches), mesh), step_key)
+      step += 1
+      bar.update(1)
+      log_now = step % tr.log_every == 0 or step == tr.steps
+      ckpt_now = step % tr.ckpt_every == 0 or step == tr.steps
+      eval_now = bool(eval_fn) and tr.eval_every > 0 and (step % tr.eval_every == 0 or step == tr.steps)
+      if not (log_now or ckpt_now or eval_now or step % tr.sample_every == 0):
+        continue
+      values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not all(math.isfinite(v) for v in values.values()):
+        raise TrainingDiverged(f"non-finite loss at step {step} ({values}); the last good checkpoint "
+                               f"(step {ckpt.latest_step()}) is kept in {workdir}/checkpoints")
+      if log_now:
+        now = time.perf_counter()
+        values["steps_per_s"] = tr.log_every / max(now - t_log, 1e-9)
+        t_log = now
+        writer.write(step, values)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "loss")})
+      if step % tr.sample_every == 0 or step == tr.steps:
+        samples = sample_fn(variables_fn(state), fixed_z)
+        save_samples(samples, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+      eval_metrics = None
+      if eval_now:
+        eval_metrics = eval_fn(task, state)
+        writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
+      if ckpt_now or eval_now:
+        save(step, eval_metrics)
+    if stop["requested"] and ckpt.latest_step() != step:
+      save(step)
+  finally:
+    bar.close()
+    signal.signal(signal.SIGTERM, previous)
+    ckpt.close()
+  return state

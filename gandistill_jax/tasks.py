@@ -1,0 +1,51 @@
+"""A task is what differs between kinds of run: the state, the step and the generator.
+
+`teacher` and `scratch` runs are the same GAN task (the scratch baseline is simply a
+student-size config); `distill` runs build a DistillTask (gandistill_jax.distill).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from gandistill_jax import models, state as state_lib, steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  kind: str
+  config: ml_collections.ConfigDict
+  generator: nn.Module                 # the generator this run trains
+  init: Callable[[jax.Array], Any]     # rng -> fresh state
+  step: Callable                       # pure (state, batch, rng) -> (state, metrics)
+  generator_variables: Callable        # state -> {'params', 'batch_stats'} to sample with
+  global_batch: int                    # real samples per step (all processes)
+
+  @property
+  def latent_dim(self) -> int:
+    return self.config.model.latent_dim
+
+
+def ema_variables(gen: nn.Module, latent_dim: int, seed: int = 0):
+  """state -> the EMA params with batch-norm statistics recomputed for them."""
+  def variables(state):
+    stats = steps.recompute_batch_stats(gen, state.g_ema, state.g_stats, jax.random.key(seed), latent_dim)
+    return {"params": state.g_ema, "batch_stats": stats}
+  return variables
+
+
+def gan_task(config: ml_collections.ConfigDict, kind: str = "teacher") -> Task:
+  """Adversarial training of config.model (a teacher, or a scratch student)."""
+  gen, disc = models.build_generator(config.model), models.build_discriminator(config.model)
+  g_tx = state_lib.adam(config.optim.g_lr, config.optim)
+  d_tx = state_lib.adam(config.optim.d_lr, config.optim)
+  return Task(
+      kind=kind, config=config, generator=gen,
+      init=lambda rng: state_lib.init_gan_state(gen, disc, g_tx, d_tx, rng, config.model),
+      step=steps.make_teacher_step(gen, disc, g_tx, d_tx, config),
+      generator_variables=ema_variables(gen, config.model.latent_dim, config.seed),
+      global_batch=config.train.batch_size * config.loss.n_critic)
