@@ -46,6 +46,40 @@ def cmd_train(args, kind: str) -> None:
   print(f"{kind} run finished or stopped cleanly; workdir: {args.workdir}")
 
 
+def distill_config(args):
+  """The run's config with the teacher's architecture recorded as config.teacher_model."""
+  import ml_collections
+  from gandistill_jax import loop
+  config = resolve_config(args)
+  if "distill" not in config or "student" not in config:
+    raise UsageError(f"the config has no 'distill'/'student' sections; use a distill config "
+                     f"(e.g. experiments/configs/fashion_mnist_distill.py)")
+  teacher_model, teacher = loop.load_teacher(args.teacher, config)
+  config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
+  config.distill.teacher_dir = os.path.abspath(args.teacher)
+  return config, teacher
+
+
+def cmd_distill(args) -> None:
+  from gandistill_jax import distill, loop
+  config, teacher = distill_config(args)
+  task = distill.distill_task(config, teacher)
+  loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
+  print(f"distill run finished or stopped cleanly; workdir: {args.workdir}")
+
+
+def cmd_dump_teacher(args) -> None:
+  import jax
+  import numpy as np
+  from gandistill_jax import distill, loop, models
+  config = loop.load_config(args.teacher)
+  teacher_model, teacher = loop.load_teacher(args.teacher, config)
+  gen = models.build_generator(teacher_model)
+  z, images = distill.dump_teacher(gen, teacher["g"], jax.random.key(args.seed), args.num, teacher_model.latent_dim)
+  np.savez(args.out, z=z, teacher=images)
+  print(f"wrote {args.num} (z, G_t(z)) pairs to {args.out}")
+
+
 def _eval_hook(config):
   if not config.train.eval_every:
     return None
@@ -84,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
   q = sub.add_parser("train-scratch", help="train a student-size GAN from scratch (the baseline)")
   run_args(q)
   q.set_defaults(func=lambda a: cmd_train(a, "scratch"))
+
+  q = sub.add_parser("distill", help="distill a trained teacher into a small student")
+  run_args(q)
+  q.add_argument("--teacher", required=True, help="the teacher's workdir")
+  q.set_defaults(func=cmd_distill)
+
+  q = sub.add_parser("dump-teacher", help="store (z, G_t(z)) pairs for offline (black-box) distillation")
+  q.add_argument("--teacher", required=True, help="the teacher's workdir")
+  q.add_argument("--num", type=int, default=20000)
+  q.add_argument("--out", required=True, help="the .npz to write (distill.offline_path)")
+  q.add_argument("--seed", type=int, default=1)
+  q.set_defaults(func=cmd_dump_teacher)
 
   q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")
   q.add_argument("--workdir", help="a run's workdir (its latest checkpoint)")

@@ -71,7 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
 # Keys that never change the math of a run; everything else must match to resume.
 NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
-                 "data.data_dir", "data.path", "data.download")
+                 "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
+                 "distill.offline_path")
 
 
 def parse_value(text: str, old):

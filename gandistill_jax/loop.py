@@ -179,3 +179,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
     signal.signal(signal.SIGTERM, previous)
     ckpt.close()
   return state
+
+
+def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
+  """(teacher model config, {'g': EMA variables with their own batch stats, 'd': D variables})
+  from a teacher (or scratch) workdir, checked against `config`'s data and latent spec."""
+  from gandistill_jax import tasks
+  if not os.path.isdir(teacher_dir):
+    raise FileNotFoundError(f"--teacher {teacher_dir}: no such workdir")
+  t_config = load_config(teacher_dir)
+  if "distill" in t_config:
+    raise ValueError(f"--teacher {teacher_dir} is a distill run; give a teacher workdir")
+  for key in ("family", "image_size", "channels", "latent_dim"):
+    if t_config.model[key] != config.model[key]:
+      raise ValueError(f"--teacher {teacher_dir} has model.{key}={t_config.model[key]!r} but this config "
+                       f"has {config.model[key]!r}; they must match")
+  task = tasks.gan_task(t_config)
+  try:
+    state, _, _ = restore_latest(task, teacher_dir, parallel.make_mesh(jax.devices()[:1]))
+  except FileNotFoundError:
+    raise FileNotFoundError(f"--teacher {teacher_dir} has no checkpoint yet; train it first") from None
+  g_vars = jax.jit(task.generator_variables)(state)
+  return t_config.model, {"g": g_vars, "d": {"params": state.d_params, "batch_stats": state.d_stats}}

@@ -157,3 +157,30 @@ def test_bad_cli_input_is_one_line_with_exit_code_2(args, message, capsys):
   assert cli.main(args) == 2
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and message in err, err
+
+
+DISTILL = os.path.join(REPO, "experiments", "configs", "fashion_mnist_distill.py")
+
+
+def test_distill_online_and_offline_through_the_cli(tmp_path, idx_data):
+  teacher = str(tmp_path / "teacher")
+  run_cli("train-teacher", "--config", QUICK, "--workdir", teacher, "--quiet", *sets(*idx_data, "train.steps=4"))
+  small = sets(*idx_data, "model.g_width=8", "model.d_width=8", "model.latent_dim=32", "student.latent_dim=32",
+               "student.g_width=2", "train.steps=4", "train.batch_size=16", "distill.warmup_steps=2")
+  run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "online"), "--quiet", *small)
+  saved = json.load(open(tmp_path / "online" / "config.json"))
+  assert saved["teacher_model"]["g_width"] == 8 and saved["distill"]["teacher_dir"] == teacher
+  pairs = str(tmp_path / "pairs.npz")
+  run_cli("dump-teacher", "--teacher", teacher, "--num", "64", "--out", pairs)
+  assert np.load(pairs)["teacher"].shape == (64, 28, 28, 1)
+  run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "offline"), "--quiet",
+          *small, *sets("distill.mode='offline'", f"distill.offline_path='{pairs}'"))
+  assert Checkpointer(str(tmp_path / "offline" / "checkpoints")).latest_step() == 4
+  run_cli("sample", "--workdir", str(tmp_path / "offline"), "--num", "4", "--out", str(tmp_path / "s.png"))
+
+  proc = run_cli("distill", "--config", DISTILL, "--teacher", str(tmp_path / "nope"), "--workdir",
+                 str(tmp_path / "x"), *small, check=False)
+  assert proc.returncode == 2 and "no such workdir" in proc.stderr.splitlines()[-1]
+  proc = run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "y"),
+                 *sets(*idx_data), check=False)
+  assert proc.returncode == 2 and "has model.latent_dim=32 but this config has 100" in proc.stderr.splitlines()[-1]

@@ -189,6 +189,34 @@ class ToyStream:
     return prefetched(self.batch, start)
 
 
+class PairedStream:
+  """Real batches plus stored teacher pairs (offline distillation): batch(step) adds
+  'z' and 'teacher' rows drawn, like the real ones, as a pure function of (seed, step)."""
+
+  def __init__(self, real: BatchStream, z: np.ndarray, teacher: np.ndarray):
+    if len(z) != len(teacher):
+      raise DataError(f"offline set has {len(z)} z but {len(teacher)} teacher images")
+    self.real = real
+    self.pairs = BatchStream(teacher, np.arange(len(z)), real.local_batch, real.seed + 1, real.process_index)
+    self.z = z
+
+  def batch(self, step: int) -> dict:
+    idx = self.pairs.indices(step)
+    return self.real.batch(step) | {"z": self.z[idx], "teacher": self.pairs.images[idx]}
+
+  def iterate(self, start: int = 0) -> Iterator[dict]:
+    return prefetched(self.batch, start)
+
+
+def load_offline_set(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """(z, teacher images) from a `gandistill dump-teacher` .npz (no pickles are loaded)."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return f["z"], f["teacher"]
+  except (OSError, KeyError, ValueError) as e:
+    raise DataError(f"{path}: not an offline teacher set from `gandistill dump-teacher` ({e})") from None
+
+
 def prefetched(batch_fn: Callable[[int], dict], start: int, depth: int = 4) -> Iterator[dict]:
   """batch_fn(start), batch_fn(start + 1), ..., computed ahead by a background thread."""
   q: queue.Queue = queue.Queue(maxsize=depth)
@@ -222,11 +250,16 @@ def local_batch_size(global_batch: int, process_count: int | None = None) -> int
   return global_batch // process_count
 
 
-def train_stream(config: ml_collections.ConfigDict, global_batch: int) -> BatchStream | ToyStream:
+def train_stream(config: ml_collections.ConfigDict, global_batch: int):
   """The training stream of this process for `config` (a full run config)."""
   p, n = jax.process_index(), jax.process_count()
   if config.data.source == "toy":
     return ToyStream(local_batch_size(global_batch, n), config.seed, p)
   images, labels = load_split(config.data, config.data.split, config.model.image_size,
                               config.model.channels, p, n)
-  return BatchStream(images, labels, local_batch_size(global_batch, n), config.seed, p)
+  stream = BatchStream(images, labels, local_batch_size(global_batch, n), config.seed, p)
+  if "distill" in config and config.distill.mode == "offline":
+    z, teacher = load_offline_set(config.distill.offline_path)
+    part = lambda a: np.array_split(a, n)[p]
+    return PairedStream(stream, part(z), part(teacher))
+  return stream

@@ -1,0 +1,14 @@
+"""The baseline: a student-size DCGAN trained adversarially from scratch on Fashion-MNIST.
+
+    gandistill train-scratch --config experiments/configs/fashion_mnist_scratch.py \
+        --workdir runs/scratch_w16 --set model.g_width=16 --set model.d_width=16
+"""
+from gandistill_jax.config import base_config
+
+
+def get_config():
+  c = base_config()
+  c.data.name = "fashion_mnist"
+  c.model.update(image_size=28, channels=1, g_width=16, d_width=16, latent_dim=100)
+  c.train.update(batch_size=64, steps=4000, ema_decay=0.999, log_every=50, sample_every=500, ckpt_every=500)
+  return c

@@ -1,0 +1,202 @@
+"""Distillation of a frozen teacher generator G_t into a small student G_s.
+
+For the same z, the student minimises a weighted sum of (weights in config.distill):
+
+  pixel     E_z |G_s(z) - G_t(z)|_p                              Aguinaldo et al. 2019
+  adv       the non-saturating (or config.loss) generator loss against a discriminator
+            trained on real data vs G_s, fresh or initialised from the teacher's D
+            (Yu & Pool 2020); joint = alpha * pixel + (1 - alpha) * adv
+  dfeat     sum_l w_l |D_t^l(G_s(z)) - D_t^l(G_t(z))|_1 on the frozen teacher D's
+            activations                                          TinyGAN, Chang & Lu 2020
+  gfeat     sum_l |A_l(h_s^l(z)) - h_t^l(z)|_1 with learned 1x1 adapters A_l from the
+            student's to the teacher's channels                  GAN Compression, Li et al. 2020
+
+The adversarial term starts after `warmup_steps` of the other terms. Online mode runs
+G_t inside the step on fresh z; offline (black-box) mode reads stored (z, G_t(z)) pairs
+from the batch. The teacher is frozen: it is in no optimizer, its outputs sit under
+stop_gradient and it runs in inference mode (running statistics of its EMA weights).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gandistill_jax import losses, models, state as state_lib, steps
+from gandistill_jax.tasks import Task
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class DistillState:
+  step: jax.Array
+  s_params: PyTree        # {'generator': ..., 'adapters': ...}
+  s_stats: PyTree
+  s_opt: PyTree
+  s_ema: PyTree           # EMA of s_params['generator']
+  d_params: PyTree        # the adversarial discriminator ({} when adv_weight == 0)
+  d_stats: PyTree
+  d_opt: PyTree
+  teacher_g: PyTree       # frozen {'params', 'batch_stats'}
+  teacher_d: PyTree       # frozen {'params', 'batch_stats'}
+
+
+class Adapters(nn.Module):
+  """1x1 convolutions (Dense on the channel axis) from student to teacher channels."""
+  channels: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, features):
+    return [nn.Dense(c, name=f"adapter_{i}")(f) for i, (c, f) in enumerate(zip(self.channels, features))]
+
+
+def _layer_weights(weights, n: int) -> tuple[float, ...]:
+  weights = tuple(weights) or (1.0 / n,) * n
+  if len(weights) != n:
+    raise ValueError(f"distill.dfeat_layer_weights has {len(weights)} entries; the discriminator has {n} layers")
+  return weights
+
+
+def distill_latent(rng: jax.Array, step, batch: int, latent_dim: int) -> jax.Array:
+  """The z an online step draws; `dump-teacher` and the tests use the same function."""
+  return steps.sample_latent(jax.random.fold_in(jax.random.fold_in(rng, step), 0), batch, latent_dim)
+
+
+def _feature_shapes(module, variables, z):
+  _, feats = jax.eval_shape(lambda v, z: module.apply(v, z, return_features=True), variables, z)
+  return [f.shape for f in feats]
+
+
+def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None) -> Task:
+  """The distill task. `teacher` = {'g': variables, 'd': variables} of the trained teacher;
+  None builds same-shape placeholders, which a restore then overwrites."""
+  dc, latent = config.distill, config.model.latent_dim
+  t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
+  s_gen = models.build_generator(config.student)
+  use_adv = dc.adv_weight > 0
+  d_cfg = ml_collections.ConfigDict(config.teacher_model.to_dict())
+  if dc.d_init == "fresh":
+    d_cfg.d_width = dc.d_width or config.student.g_width
+  elif dc.d_init != "teacher":
+    raise ValueError(f"distill.d_init={dc.d_init!r} is unknown; use 'fresh' or 'teacher'")
+  disc = models.build_discriminator(d_cfg)
+  s_tx = state_lib.adam(config.optim.g_lr, config.optim)
+  d_tx = state_lib.adam(config.optim.d_lr, config.optim)
+  d_update = steps.make_d_update(disc, d_tx, config.loss)
+  adv = losses.adversarial(config.loss.name)
+  if dc.mode not in ("online", "offline"):
+    raise ValueError(f"distill.mode={dc.mode!r} is unknown; use 'online' or 'offline'")
+  if dc.mode == "offline" and dc.gfeat_weight:
+    raise ValueError("distill.gfeat_weight needs the teacher's activations, which offline mode does not "
+                     "have; use distill.mode='online'")
+  z0 = jnp.zeros((2, latent))
+
+  def init(rng):
+    k_s, k_a, k_d, k_t = jax.random.split(rng, 4)
+    t_vars = teacher or {"g": models.init_variables(t_gen, k_t, z0),
+                         "d": models.init_variables(t_disc, k_t, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))}
+    s_vars = models.init_variables(s_gen, k_s, z0)
+    t_shapes = _feature_shapes(t_gen, t_vars["g"], z0)
+    s_shapes = _feature_shapes(s_gen, s_vars, z0)
+    if dc.gfeat_weight and [s[:-1] for s in s_shapes] != [t[:-1] for t in t_shapes]:
+      raise ValueError(f"distill.gfeat_weight needs student and teacher features of the same sizes; "
+                       f"student {s_shapes}, teacher {t_shapes}")
+    adapters = Adapters(tuple(t[-1] for t in t_shapes)).init(
+        k_a, [jnp.zeros(s) for s in s_shapes])["params"] if dc.gfeat_weight else {}
+    s_params = {"generator": s_vars["params"], "adapters": adapters}
+    if not use_adv:
+      d_vars = {"params": {}, "batch_stats": {}}
+    elif dc.d_init == "teacher":
+      d_vars = jax.tree.map(jnp.copy, t_vars["d"])
+    else:
+      d_vars = models.init_variables(disc, k_d, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))
+    return DistillState(
+        step=jnp.zeros((), jnp.int32), s_params=s_params, s_stats=s_vars["batch_stats"],
+        s_opt=s_tx.init(s_params), s_ema=jax.tree.map(jnp.copy, s_vars["params"]),
+        d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+        d_opt=d_tx.init(d_vars["params"]) if use_adv else {},
+        teacher_g=t_vars["g"], teacher_d=t_vars["d"])
+
+  def step(state: DistillState, batch: dict, rng: jax.Array):
+    key = jax.random.fold_in(rng, state.step)
+    if dc.mode == "online":
+      b = batch["image"].shape[0]
+      z = distill_latent(rng, state.step, b, latent)
+      t_img, t_feats = t_gen.apply(state.teacher_g, z, train=False, return_features=True)
+    else:
+      z, t_img, t_feats = batch["z"], batch["teacher"], None
+    t_img = jax.lax.stop_gradient(t_img)
+    t_feats = jax.lax.stop_gradient(t_feats)
+    d_params, d_stats, d_opt, metrics = state.d_params, state.d_stats, state.d_opt, {}
+    if use_adv:
+      fake, _ = steps.apply_model(s_gen, state.s_params["generator"], state.s_stats, z, train=True)
+      d_params, d_stats, d_opt, metrics = d_update(d_params, d_stats, d_opt, batch["image"],
+                                                   jax.lax.stop_gradient(fake), jax.random.fold_in(key, 1))
+    t_dfeats = None
+    if dc.dfeat_weight:
+      _, t_dfeats = t_disc.apply(state.teacher_d, t_img, return_features=True)
+      t_dfeats = jax.lax.stop_gradient(t_dfeats)
+
+    def loss_fn(s_params):
+      (img, feats), s_stats = steps.apply_model(s_gen, s_params["generator"], state.s_stats, z, train=True,
+                                                return_features=True)
+      terms = {"pixel": losses.pixel_loss(img, t_img, dc.pixel_p)}
+      total = dc.pixel_weight * terms["pixel"]
+      if use_adv:
+        logits, _ = steps.apply_model(disc, d_params, d_stats, img, train=False)
+        terms["adv"] = adv.g_loss(logits)
+        total += dc.adv_weight * jnp.where(state.step >= dc.warmup_steps, 1.0, 0.0) * terms["adv"]
+      if dc.dfeat_weight:
+        _, s_dfeats = t_disc.apply(state.teacher_d, img, return_features=True)
+        terms["dfeat"] = losses.feature_loss(s_dfeats, t_dfeats, _layer_weights(dc.dfeat_layer_weights, len(s_dfeats)))
+        total += dc.dfeat_weight * terms["dfeat"]
+      if dc.gfeat_weight:
+        mapped = Adapters(tuple(f.shape[-1] for f in t_feats)).apply({"params": s_params["adapters"]}, feats)
+        terms["gfeat"] = losses.feature_loss(mapped, t_feats, (1.0,) * len(feats))
+        total += dc.gfeat_weight * terms["gfeat"]
+      return total, (s_stats, terms)
+
+    (loss, (s_stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.s_params)
+    updates, s_opt = s_tx.update(grads, state.s_opt, state.s_params)
+    s_params = optax.apply_updates(state.s_params, updates)
+    s_ema = optax.incremental_update(s_params["generator"], state.s_ema, 1.0 - config.train.ema_decay)
+    new = state.replace(step=state.step + 1, s_params=s_params, s_stats=s_stats, s_opt=s_opt, s_ema=s_ema,
+                        d_params=d_params, d_stats=d_stats, d_opt=d_opt)
+    return new, metrics | terms | {"loss": loss}
+
+  def generator_variables(state: DistillState):
+    stats = steps.recompute_batch_stats(s_gen, state.s_ema, state.s_stats, jax.random.key(config.seed), latent)
+    return {"params": state.s_ema, "batch_stats": stats}
+
+  return Task(kind="distill", config=config, generator=s_gen, init=init, step=step,
+              generator_variables=generator_variables, global_batch=config.train.batch_size)
+
+
+def default_distill_config() -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.mode = "online"          # online | offline
+  d.offline_path = ""        # offline: the .npz written by `gandistill dump-teacher`
+  d.pixel_weight = 1.0
+  d.pixel_p = 1
+  d.adv_weight = 0.0
+  d.d_init = "fresh"         # fresh | teacher
+  d.d_width = 0              # fresh D width (0 = the student's g_width)
+  d.warmup_steps = 0
+  d.dfeat_weight = 0.0
+  d.dfeat_layer_weights = ()
+  d.gfeat_weight = 0.0
+  return d
+
+
+def dump_teacher(gen: nn.Module, variables, rng: jax.Array, num: int, latent_dim: int, batch: int = 500):
+  """(z, G_t(z)) for `num` fresh z, as float32 numpy arrays: the offline (black-box) set."""
+  apply = jax.jit(lambda z: gen.apply(variables, z))
+  zs = np.asarray(steps.sample_latent(rng, num, latent_dim))
+  return zs, np.concatenate([np.asarray(apply(zs[i:i + batch])) for i in range(0, num, batch)])
