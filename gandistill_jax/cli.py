@@ -80,6 +80,15 @@ def cmd_dump_teacher(args) -> None:
   print(f"wrote {args.num} (z, G_t(z)) pairs to {args.out}")
 
 
+def cmd_eval(args) -> None:
+  import json
+  from gandistill_jax.eval import evaluate
+  r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num)
+  print(evaluate.summary_table({os.path.basename(os.path.normpath(args.workdir)): r}))
+  print(f"wrote {os.path.join(args.workdir, 'eval.json')} ({r['counts']['generated']} samples vs "
+        f"{r['counts']['reference']} {r['reference_split']} images; {r['feature_extractor']})")
+
+
 def _eval_hook(config):
   if not config.train.eval_every:
     return None
@@ -130,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--out", required=True, help="the .npz to write (distill.offline_path)")
   q.add_argument("--seed", type=int, default=1)
   q.set_defaults(func=cmd_dump_teacher)
+
+  q = sub.add_parser("eval", help="FID, KID, precision/recall, fidelity to the teacher, efficiency -> eval.json")
+  q.add_argument("--workdir", required=True)
+  q.add_argument("--teacher", help="a teacher workdir, for the fidelity of a non-distill run")
+  q.add_argument("--num", type=int, default=10000, help="generated samples")
+  q.set_defaults(func=cmd_eval)
 
   q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")
   q.add_argument("--workdir", help="a run's workdir (its latest checkpoint)")

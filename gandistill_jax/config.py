@@ -65,6 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_num = 2000         # samples per periodic eval
   c.train.keep = 3                # last N checkpoints kept
   c.train.best_metric = ""        # e.g. "fid": also keep the best checkpoint by it (lower wins)
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
   return c
 
 
@@ -72,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
 NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
                  "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
-                 "distill.offline_path")
+                 "distill.offline_path", "eval.cache_dir")
 
 
 def parse_value(text: str, old):

@@ -1,0 +1,125 @@
+"""`gandistill eval`: every number for a workdir, with its sample counts, reference
+split and device, written to workdir/eval.json. The loop's periodic hook uses the same code."""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from gandistill_jax import export, steps
+from gandistill_jax.data import pipeline
+from gandistill_jax.eval import classifier, efficiency, metrics
+
+EVAL_SEED = 1234
+
+
+def cache_dir(config) -> str:
+  return os.path.expanduser(config.get("eval", {}).get("cache_dir", "") or "~/.cache/gandistill_jax")
+
+
+def reference(config: ml_collections.ConfigDict):
+  """(feature extractor, real test features) for the run's dataset and image size; the
+  classifier and the reference features are computed once and cached."""
+  d, m = config.data, config.model
+  key = f"{d.name}-{m.image_size}px-{m.channels}ch"
+  load = lambda split: pipeline.load_split(d, split, m.image_size, m.channels)
+  test_images, test_labels = load(d.eval_split)
+  ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}.npz")
+  train = load(d.split)
+  extractor = classifier.load_or_train(cache_dir(config), key, (pipeline.to_float(train[0]), train[1]),
+                                       (pipeline.to_float(test_images), test_labels),
+                                       num_classes=int(max(train[1].max(), test_labels.max()) + 1))
+  if os.path.exists(ref_path):
+    with np.load(ref_path, allow_pickle=False) as f:
+      return extractor, f["features"]
+  _, feats = extractor.logits_and_features(pipeline.to_float(test_images))
+  np.savez(ref_path, features=feats)
+  return extractor, feats
+
+
+def generate(gen, variables, latent_dim: int, num: int, seed: int = EVAL_SEED, batch: int = 500) -> np.ndarray:
+  apply = jax.jit(lambda z: gen.apply(variables, z))
+  z = np.asarray(steps.sample_latent(jax.random.key(seed), num, latent_dim))
+  return np.concatenate([np.asarray(apply(z[i:i + batch])) for i in range(0, num, batch)])
+
+
+def quality(extractor, real_features, samples, num_classes: int, prdc_num: int = 5000) -> dict:
+  logits, feats = extractor.logits_and_features(samples)
+  kid_mean, kid_se = metrics.kid(real_features, feats)
+  n = min(prdc_num, len(feats), len(real_features))
+  out = {"fid": metrics.fid(real_features, feats), "kid": kid_mean, "kid_se": kid_se,
+         **metrics.prdc(real_features[:n], feats[:n]),
+         "classifier_score": metrics.classifier_score(logits),
+         **metrics.class_coverage(logits, num_classes)}
+  out["counts"] = {"generated": len(feats), "reference": len(real_features), "prdc_each": n,
+                   "kid_subsets": 50, "kid_subset_size": min(1000, len(feats), len(real_features))}
+  return out
+
+
+def fidelity(extractor, student_images, teacher_images) -> dict:
+  """Per-z agreement of student and teacher on the same z: pixel L1, PSNR, feature L2."""
+  s, t = np.asarray(student_images, np.float64), np.asarray(teacher_images, np.float64)
+  axes = tuple(range(1, s.ndim))
+  mse = ((s - t) ** 2).mean(axes)
+  _, fs = extractor.logits_and_features(s.astype(np.float32))
+  _, ft = extractor.logits_and_features(t.astype(np.float32))
+  return {"pixel_l1": float(np.abs(s - t).mean()),
+          "psnr_db": float(np.mean(10 * np.log10(4.0 / np.maximum(mse, 1e-12)))),  # peak-to-peak 2 on [-1, 1]
+          "feature_l2": float(np.linalg.norm(fs - ft, axis=1).mean()), "num_z": len(s)}
+
+
+def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fidelity_num: int = 2000,
+                     with_efficiency: bool = True) -> dict:
+  gen, variables, config = export.workdir_generator_variables(workdir)
+  latent = config.model.latent_dim
+  extractor, real = reference(config)
+  samples = generate(gen, variables, latent, num)
+  result = {"workdir": os.path.abspath(workdir), "kind": "distill" if "distill" in config else "gan",
+            "dataset": config.data.name, "reference_split": config.data.eval_split,
+            "feature_extractor": f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})",
+            **quality(extractor, real, samples, extractor.model.num_classes)}
+  teacher = None
+  if "distill" in config:
+    teacher = export.workdir_generator_variables(workdir, "teacher")
+  elif teacher_dir:
+    teacher = export.workdir_generator_variables(teacher_dir)
+  if teacher is not None:
+    t_gen, t_vars, _ = teacher
+    result["fidelity"] = fidelity(extractor, samples[:fidelity_num],
+                                  generate(t_gen, t_vars, latent, fidelity_num))
+  if with_efficiency:
+    result["efficiency"] = efficiency.efficiency(gen, variables, latent)
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def periodic_eval_fn(config):
+  """The loop's eval hook: FID/KID/PR of `train.eval_num` samples of the current weights."""
+  extractor, real = reference(config)
+
+  def eval_fn(task, state):
+    variables = jax.jit(task.generator_variables)(state)
+    samples = generate(task.generator, variables, task.latent_dim, config.train.eval_num)
+    q = quality(extractor, real, samples, extractor.model.num_classes, prdc_num=config.train.eval_num)
+    return {k: v for k, v in q.items() if isinstance(v, (int, float))}
+  return eval_fn
+
+
+def summary_table(results: dict[str, dict]) -> str:
+  """A markdown table of named eval results."""
+  cols = ["params", "flops_per_sample", "samples_per_s_batch256", "fid", "kid", "precision", "recall",
+          "density", "coverage", "pixel_l1", "psnr_db"]
+  lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+  for name, r in results.items():
+    flat = r | r.get("efficiency", {}) | r.get("fidelity", {})
+    cells = []
+    for c in cols:
+      v = flat.get(c)
+      cells.append("" if v is None else (f"{v:,.0f}" if c in ("params", "flops_per_sample", "samples_per_s_batch256")
+                                         else f"{v:.4g}"))
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
