@@ -89,6 +89,20 @@ def cmd_eval(args) -> None:
         f"{r['counts']['reference']} {r['reference_split']} images; {r['feature_extractor']})")
 
 
+def cmd_demo(args) -> None:
+  from gandistill_jax import config as config_lib, study
+  base = config_lib.apply_overrides(study.demo_base(), args.set or [])
+  runs = study.demo_runs(base, tiny=args.tiny)
+  if args.tiny:
+    for run in runs:
+      run.config.train.update(log_every=2, sample_every=6, ckpt_every=6)
+  eval_num = 200 if args.tiny else 5000
+  results = study.run_all(runs, args.workdir, eval_num=eval_num, progress=not args.quiet)
+  command = "gandistill demo " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "gandistill demo"
+  print(study.write_report(runs, results, args.workdir, command))
+  print(f"report: {os.path.join(args.workdir, 'report.md')}")
+
+
 def _eval_hook(config):
   if not config.train.eval_every:
     return None
@@ -145,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--teacher", help="a teacher workdir, for the fidelity of a non-distill run")
   q.add_argument("--num", type=int, default=10000, help="generated samples")
   q.set_defaults(func=cmd_eval)
+
+  q = sub.add_parser("demo", help="the main job: teacher, distilled and scratch students, eval, report")
+  q.add_argument("--workdir", default="runs/demo")
+  q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the base config (repeatable)")
+  q.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (for tests)")
+  q.add_argument("--quiet", action="store_true")
+  q.set_defaults(func=cmd_demo)
 
   q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")
   q.add_argument("--workdir", help="a run's workdir (its latest checkpoint)")

@@ -88,6 +88,7 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
     teacher = export.workdir_generator_variables(teacher_dir)
   if teacher is not None:
     t_gen, t_vars, _ = teacher
+    fidelity_num = min(fidelity_num, num)
     result["fidelity"] = fidelity(extractor, samples[:fidelity_num],
                                   generate(t_gen, t_vars, latent, fidelity_num))
   if with_efficiency:

@@ -9,6 +9,8 @@ IS    exp(E_x KL(p(y|x) || p(y))) on a domain classifier's logits (Salimans et a
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 from scipy.special import log_softmax, softmax
@@ -21,7 +23,9 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (the FID formula)."""
-  covmean, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
   if not np.isfinite(covmean).all():  # singular product: regularise as pytorch-fid does
     eps = 1e-6 * np.eye(len(mu1))
     covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
