@@ -103,6 +103,13 @@ def cmd_demo(args) -> None:
   print(f"report: {os.path.join(args.workdir, 'report.md')}")
 
 
+def cmd_export(args) -> None:
+  from gandistill_jax import export
+  header = export.export_workdir(args.workdir, args.out, args.which)
+  print(f"wrote {args.out}: z ({header['latent_dim']},) -> {header['output_shape']} in [-1, 1], "
+        f"{header['params']:,} params, platforms {header['platforms']}")
+
+
 def _eval_hook(config):
   if not config.train.eval_every:
     return None
@@ -167,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--quiet", action="store_true")
   q.set_defaults(func=cmd_demo)
 
+  q = sub.add_parser("export", help="serialise a generator (jax.export, StableHLO) into one deployable file")
+  q.add_argument("--workdir", required=True)
+  q.add_argument("--out", required=True, help="e.g. student.jaxexport")
+  q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"])
+  q.set_defaults(func=cmd_export)
+
   q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")
   q.add_argument("--workdir", help="a run's workdir (its latest checkpoint)")
   q.add_argument("--exported", help="an exported generator file (gandistill export)")
@@ -187,7 +200,7 @@ def main(argv=None) -> int:
   from gandistill_jax.loop import ConfigMismatch, TrainingDiverged
   try:
     args.func(args)
-  except (UsageError, DataError, ConfigMismatch, FileNotFoundError, ValueError) as e:
+  except (UsageError, DataError, ConfigMismatch, FileNotFoundError, ValueError) as e:  # ArtifactError too
     print(f"gandistill {args.command}: error: {e}", file=sys.stderr)
     return 2
   except TrainingDiverged as e:

@@ -68,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
+  c.eval.inception_weights = ""   # .npz of pytorch-fid InceptionV3 weights: FID etc. on its pool3 features
   return c
 
 
@@ -75,7 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
 NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
                  "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
-                 "distill.offline_path", "eval.cache_dir")
+                 "distill.offline_path", "eval.cache_dir",
+                 "eval.inception_weights")
 
 
 def parse_value(text: str, old):

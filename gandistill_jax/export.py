@@ -1,14 +1,35 @@
-"""Generators as plain callables z -> images, from a workdir (and, later, exported files)."""
+"""Deployable generators: one file with the StableHLO of G (weights inside) and its spec.
+
+`gandistill export` serialises z -> G(z) with `jax.export`, with a symbolic batch
+dimension, lowered for CPU, CUDA and TPU. The file is
+
+    b"GDJX" | version (1 byte) | header length (4 bytes, big-endian) | JSON header | payload
+
+where the header gives the input spec (latent size), the output shape and value range,
+the platforms, and the payload's length and SHA-256, so a corrupt or truncated file is
+refused before deserialisation. Loading needs only jax (and numpy).
+"""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import struct
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gandistill_jax import parallel
+
+MAGIC, VERSION = b"GDJX", 1
+PLATFORMS = ("cpu", "cuda", "tpu")
+
+
+class ArtifactError(ValueError):
+  """An exported generator file that cannot be used as given."""
 
 
 @dataclasses.dataclass
@@ -19,11 +40,15 @@ class LoadedGenerator:
   sample_shape: tuple
   source: str
 
-  def __call__(self, z) -> np.ndarray:
+  def __call__(self, z, uint8: bool = False) -> np.ndarray:
+    """Images for z (batch, latent_dim): float32 in [-1, 1], or uint8 in [0, 255]."""
     z = np.asarray(z, np.float32)
     if z.ndim != 2 or z.shape[1] != self.latent_dim:
       raise ValueError(f"z has shape {z.shape}; this generator takes (batch, {self.latent_dim})")
-    return np.asarray(self.fn(z))
+    out = np.asarray(self.fn(z))
+    if uint8:
+      return np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return out
 
 
 def task_for(config):
@@ -48,9 +73,9 @@ def workdir_generator_variables(workdir: str, which: str = "auto"):
   if which in ("auto", "ema", "student"):
     return task.generator, jax.jit(task.generator_variables)(state), config
   if which == "live":
-    params = getattr(state, "g_params", None) or state.s_params
-    stats = getattr(state, "g_stats", None) if hasattr(state, "g_stats") else state.s_stats
-    return task.generator, {"params": params, "batch_stats": stats}, config
+    if hasattr(state, "g_params"):
+      return task.generator, {"params": state.g_params, "batch_stats": state.g_stats}, config
+    return task.generator, {"params": state.s_params["generator"], "batch_stats": state.s_stats}, config
   if which == "teacher":
     if "distill" not in config:
       raise ValueError(f"--which teacher needs a distill workdir; {workdir} is a {task.kind} run")
@@ -58,13 +83,83 @@ def workdir_generator_variables(workdir: str, which: str = "auto"):
   raise ValueError(f"--which {which!r} is unknown; use auto, ema, live, teacher or student")
 
 
-def load_generator(path: str, which: str = "auto") -> LoadedGenerator:
-  """A callable z -> images (float32 in [-1, 1]) from a workdir."""
-  from gandistill_jax import models
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"{path}: no such workdir")
-  gen, variables, config = workdir_generator_variables(path, which)
-  model_cfg = config.teacher_model if which == "teacher" else (
-      config.student if "distill" in config else config.model)
+def export_generator(gen, variables, latent_dim: int, sample_shape: tuple, path: str, extra: dict | None = None,
+                     platforms: tuple[str, ...] = PLATFORMS) -> dict:
+  """Writes z -> gen.apply(variables, z) with a symbolic batch to `path`; returns the header."""
+  (batch,) = jax.export.symbolic_shape("b")
   fn = jax.jit(lambda z: gen.apply(variables, z))
-  return LoadedGenerator(fn, config.model.latent_dim, models.sample_shape(model_cfg), path)
+  exported = jax.export.export(fn, platforms=platforms)(jax.ShapeDtypeStruct((batch, latent_dim), jnp.float32))
+  payload = bytes(exported.serialize())
+  header = {"format": "gandistill_jax exported generator", "latent_dim": latent_dim,
+            "output_shape": list(sample_shape), "value_range": [-1.0, 1.0], "latent_distribution": "N(0, I)",
+            "platforms": list(exported.platforms), "jax_version": jax.__version__,
+            "payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest(), **(extra or {})}
+  raw = json.dumps(header).encode()
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    f.write(MAGIC + bytes([VERSION]) + struct.pack(">I", len(raw)) + raw + payload)
+  os.replace(tmp, path)
+  return header
+
+
+def read_artifact(path: str) -> tuple[dict, bytes]:
+  """(header, payload) of an exported file, verified; ArtifactError says what is wrong."""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise ArtifactError(f"{path}: cannot read ({e.strerror})") from None
+  if data[:4] != MAGIC:
+    raise ArtifactError(f"{path}: not a gandistill exported generator (bad magic bytes); "
+                        f"make one with `gandistill export`")
+  if len(data) < 9 or data[4] != VERSION:
+    raise ArtifactError(f"{path}: unsupported format version {data[4] if len(data) > 4 else '?'} (this "
+                        f"gandistill_jax reads version {VERSION})")
+  (n,) = struct.unpack(">I", data[5:9])
+  try:
+    header = json.loads(data[9:9 + n])
+  except (ValueError, UnicodeDecodeError):
+    raise ArtifactError(f"{path}: corrupt or truncated header") from None
+  payload = data[9 + n:]
+  if len(payload) != header.get("payload_bytes") or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+    raise ArtifactError(f"{path}: corrupt or truncated payload ({len(payload)} bytes, header says "
+                        f"{header.get('payload_bytes')}; checksum mismatch)")
+  return header, payload
+
+
+def load_exported(path: str) -> LoadedGenerator:
+  header, payload = read_artifact(path)
+  platform = jax.devices()[0].platform
+  if platform not in header["platforms"]:
+    raise ArtifactError(f"{path} was exported for {header['platforms']}, not for this {platform} device; "
+                        f"export again on or for {platform}")
+  exported = jax.export.deserialize(bytearray(payload))
+  return LoadedGenerator(jax.jit(exported.call), header["latent_dim"], tuple(header["output_shape"]), path)
+
+
+def load_generator(path: str, which: str = "auto") -> LoadedGenerator:
+  """A callable z -> images (float32 in [-1, 1], or uint8) from an exported file or a workdir."""
+  if os.path.isfile(path):
+    return load_exported(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{path}: no such exported file or workdir")
+  from gandistill_jax import models
+  gen, variables, config = workdir_generator_variables(path, which)
+  fn = jax.jit(lambda z: gen.apply(variables, z))
+  return LoadedGenerator(fn, config.model.latent_dim, models.sample_shape(_model_config(config, which)), path)
+
+
+def _model_config(config, which: str):
+  if which == "teacher":
+    return config.teacher_model
+  return config.student if "distill" in config else config.model
+
+
+def export_workdir(workdir: str, out: str, which: str = "auto") -> dict:
+  """Exports a workdir's generator (EMA weights by default) to `out`."""
+  from gandistill_jax import models
+  gen, variables, config = workdir_generator_variables(workdir, which)
+  model_cfg = _model_config(config, which)
+  return export_generator(gen, variables, config.model.latent_dim, models.sample_shape(model_cfg), out,
+                          {"which": which, "workdir": os.path.abspath(workdir),
+                           "params": models.param_count(variables["params"])})

@@ -176,7 +176,15 @@ def test_distill_online_and_offline_through_the_cli(tmp_path, idx_data):
   run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "offline"), "--quiet",
           *small, *sets("distill.mode='offline'", f"distill.offline_path='{pairs}'"))
   assert Checkpointer(str(tmp_path / "offline" / "checkpoints")).latest_step() == 4
-  run_cli("sample", "--workdir", str(tmp_path / "offline"), "--num", "4", "--out", str(tmp_path / "s.png"))
+  for which in ("auto", "live", "teacher"):
+    run_cli("sample", "--workdir", str(tmp_path / "offline"), "--which", which, "--num", "4", "--format", "npz",
+            "--out", str(tmp_path / f"{which}.npz"))
+  student, teacher_samples = np.load(tmp_path / "auto.npz")["images"], np.load(tmp_path / "teacher.npz")["images"]
+  assert student.shape == teacher_samples.shape == (4, 28, 28, 1)
+  artifact = str(tmp_path / "student.jaxexport")
+  run_cli("export", "--workdir", str(tmp_path / "offline"), "--out", artifact)
+  run_cli("sample", "--exported", artifact, "--num", "4", "--format", "npz", "--out", str(tmp_path / "exp.npz"))
+  np.testing.assert_array_equal(np.load(tmp_path / "exp.npz")["images"], student)
 
   proc = run_cli("distill", "--config", DISTILL, "--teacher", str(tmp_path / "nope"), "--workdir",
                  str(tmp_path / "x"), *small, check=False)

@@ -20,6 +20,20 @@ def cache_dir(config) -> str:
   return os.path.expanduser(config.get("eval", {}).get("cache_dir", "") or "~/.cache/gandistill_jax")
 
 
+class InceptionFeatures:
+  """The domain classifier's logits with InceptionV3 pool3 features (eval.inception_weights)."""
+
+  def __init__(self, domain: classifier.FeatureExtractor, weights: str):
+    from gandistill_jax.eval import inception
+    self.domain, self.features = domain, inception.load_inception(weights)
+    self.model, self.test_accuracy = domain.model, domain.test_accuracy
+    self.name = f"InceptionV3 pool3 ({os.path.basename(weights)}); class logits: {domain.name}"
+
+  def logits_and_features(self, images):
+    logits, _ = self.domain.logits_and_features(images)
+    return logits, classifier.batched_apply(self.features, np.asarray(images, np.float32), batch=100)
+
+
 def reference(config: ml_collections.ConfigDict):
   """(feature extractor, real test features) for the run's dataset and image size; the
   classifier and the reference features are computed once and cached."""
@@ -27,11 +41,15 @@ def reference(config: ml_collections.ConfigDict):
   key = f"{d.name}-{m.image_size}px-{m.channels}ch"
   load = lambda split: pipeline.load_split(d, split, m.image_size, m.channels)
   test_images, test_labels = load(d.eval_split)
-  ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}.npz")
+  inception_weights = config.get("eval", {}).get("inception_weights", "")
+  feature_tag = "inception" if inception_weights else "classifier"
+  ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}-{feature_tag}.npz")
   train = load(d.split)
   extractor = classifier.load_or_train(cache_dir(config), key, (pipeline.to_float(train[0]), train[1]),
                                        (pipeline.to_float(test_images), test_labels),
                                        num_classes=int(max(train[1].max(), test_labels.max()) + 1))
+  if inception_weights:
+    extractor = InceptionFeatures(extractor, inception_weights)
   if os.path.exists(ref_path):
     with np.load(ref_path, allow_pickle=False) as f:
       return extractor, f["features"]
@@ -79,7 +97,8 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
   samples = generate(gen, variables, latent, num)
   result = {"workdir": os.path.abspath(workdir), "kind": "distill" if "distill" in config else "gan",
             "dataset": config.data.name, "reference_split": config.data.eval_split,
-            "feature_extractor": f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})",
+            "feature_extractor": (extractor.name if isinstance(extractor, InceptionFeatures) else
+                                  f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})"),
             **quality(extractor, real, samples, extractor.model.num_classes)}
   teacher = None
   if "distill" in config:

@@ -1,0 +1,70 @@
+"""Sampling speed of teacher and students, from exported artifacts and the in-library apply.
+
+    python experiments/bench_sampling.py runs/teacher runs/distill_w16 runs/distill_w4
+
+Prints throughput at batch 1/64/256 and latency at batch 1 (medians of timed runs after
+warm-up), each also as a ratio to the teacher's. The first workdir is the teacher.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from machine import describe  # noqa: E402
+
+from gandistill_jax import export  # noqa: E402
+
+BATCHES = (1, 64, 256)
+
+
+def measure(generate, latent_dim: int, repeats: int) -> dict:
+  out = {}
+  for b in BATCHES:
+    z = np.random.default_rng(0).standard_normal((b, latent_dim)).astype(np.float32)
+    for _ in range(3):
+      jax.block_until_ready(generate(z))
+    times = []
+    for _ in range(repeats if b < 256 else max(5, repeats // 4)):
+      t = time.perf_counter()
+      jax.block_until_ready(generate(z))
+      times.append(time.perf_counter() - t)
+    out[b] = float(np.median(times))
+  return {"latency_ms": out[1] * 1e3, **{f"per_s@{b}": b / out[b] for b in BATCHES}}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("workdirs", nargs="+", help="teacher workdir first, then students")
+  ap.add_argument("--repeats", type=int, default=50)
+  a = ap.parse_args()
+  print(describe())
+  print("command: python experiments/bench_sampling.py " + " ".join(sys.argv[1:]))
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for w in a.workdirs:
+      lib = export.load_generator(w)
+      path = os.path.join(tmp, os.path.basename(os.path.normpath(w)) + ".jaxexport")
+      header = export.export_workdir(w, path)
+      exp = export.load_generator(path)
+      rows.append((os.path.basename(os.path.normpath(w)), header["params"],
+                   measure(exp.fn, exp.latent_dim, a.repeats), measure(lib.fn, lib.latent_dim, a.repeats)))
+  t_exp, t_lib = rows[0][2], rows[0][3]
+  print("| generator | params | source | latency b1 ms | /s b1 | /s b64 | /s b256 | x teacher b1 | x teacher b64 | x teacher b256 |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for name, params, e, l in rows:
+    for source, m, ref in (("exported", e, t_exp), ("library", l, t_lib)):
+      print(f"| {name} | {params:,} | {source} | {m['latency_ms']:.3f} | " +
+            " | ".join(f"{m[f'per_s@{b}']:,.0f}" for b in BATCHES) + " | " +
+            " | ".join(f"{m[f'per_s@{b}'] / ref[f'per_s@{b}']:.1f}" for b in BATCHES) + " |")
+
+
+if __name__ == "__main__":
+  main()
