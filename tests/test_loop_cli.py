@@ -66,7 +66,7 @@ def final_params(workdir):
 
 
 def test_kill_9_at_a_random_moment_then_resume_equals_an_uninterrupted_run(tmp_path):
-  args = sets("train.steps=400", "train.ckpt_every=25", "train.log_every=25", "train.sample_every=1000")
+  args = sets("train.steps=1000", "train.ckpt_every=50", "train.log_every=50", "train.sample_every=5000")
   ref = str(tmp_path / "ref")
   run_cli("train-teacher", "--config", TOY, "--workdir", ref, "--quiet", *args)
   killed = str(tmp_path / "killed")
@@ -83,7 +83,7 @@ def test_kill_9_at_a_random_moment_then_resume_equals_an_uninterrupted_run(tmp_p
   assert proc.returncode == -signal.SIGKILL, "the run finished before the kill; make it longer"
   run_cli("train-teacher", "--workdir", killed, "--quiet")  # resume with the saved config
   (a, step_a), (b, step_b) = final_params(ref), final_params(killed)
-  assert step_a == step_b == 400
+  assert step_a == step_b == 1000
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
 
