@@ -52,8 +52,8 @@ def distill_config(args):
   from gandistill_jax import loop
   config = resolve_config(args)
   if "distill" not in config or "student" not in config:
-    raise UsageError(f"the config has no 'distill'/'student' sections; use a distill config "
-                     f"(e.g. experiments/configs/fashion_mnist_distill.py)")
+    raise UsageError("the config has no 'distill'/'student' sections; use a distill config "
+                     "(e.g. experiments/configs/fashion_mnist_distill.py)")
   teacher_model, teacher = loop.load_teacher(args.teacher, config)
   config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
   config.distill.teacher_dir = os.path.abspath(args.teacher)
@@ -81,7 +81,6 @@ def cmd_dump_teacher(args) -> None:
 
 
 def cmd_eval(args) -> None:
-  import json
   from gandistill_jax.eval import evaluate
   r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num)
   print(evaluate.summary_table({os.path.basename(os.path.normpath(args.workdir)): r}))

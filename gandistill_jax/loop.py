@@ -20,7 +20,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import tensorflow as tf
 import tqdm
 

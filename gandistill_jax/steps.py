@@ -5,7 +5,7 @@ a function of (seed, step) alone, which is what makes killed runs resume bitwise
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gandistill_jax import config as config_lib
-from gandistill_jax.data import idx, local_idx, pipeline
+from gandistill_jax.data import idx, pipeline
 from gandistill_jax.data.errors import DataError
 
 FASHION = idx.DEBIAN_FASHION_MNIST

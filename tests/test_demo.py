@@ -9,7 +9,7 @@ from test_data import make_idx_folder
 
 def test_tiny_demo_writes_a_complete_report(tmp_path):
   folder = make_idx_folder(str(tmp_path / "idx"), n_train=256, n_test=128)
-  sets = [f"data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'",
+  sets = ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'",
           f"eval.cache_dir='{tmp_path / 'cache'}'"]
   w = str(tmp_path / "demo")
   assert cli.main(["demo", "--tiny", "--quiet", "--workdir", w] + [x for s in sets for x in ("--set", s)]) == 0

@@ -26,7 +26,7 @@ TOY = os.path.join(REPO, "experiments", "configs", "toy_ring.py")
 def idx_data(tmp_path_factory):
   root = tmp_path_factory.mktemp("data")
   folder = make_idx_folder(str(root / "idx"), n_train=128, n_test=64)
-  return [f"data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{root / 'tfds'}'"]
+  return ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{root / 'tfds'}'"]
 
 
 def run_cli(*args, check=True, **kw):

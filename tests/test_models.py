@@ -1,6 +1,5 @@
 import jax
 import jax.numpy as jnp
-import ml_collections
 import pytest
 
 from gandistill_jax import config as config_lib, models

@@ -17,8 +17,6 @@ so the factorisation is what lets a student be 50-100x smaller than its teacher.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
