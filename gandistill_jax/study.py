@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from gandistill_jax import config as config_lib, distill, export, loop, steps, tasks
-from gandistill_jax.eval import evaluate
+from gandistill_jax.eval import efficiency, evaluate
 from gandistill_jax.images import grid
 
 GRID_SEED = 4321
@@ -106,8 +106,6 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
   import matplotlib.pyplot as plt
   from PIL import Image
 
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
   rows, names = [], [r.name for r in runs]
   z = None
   for name in names:
@@ -115,6 +113,11 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
     if z is None:
       z = steps.sample_latent(jax.random.key(GRID_SEED), 8, config.model.latent_dim)
     rows.append(np.asarray(gen.apply(variables, z)))
+    # Speed is re-measured here, for all runs in one sitting, so that its ratios compare
+    # like with like (each run's own eval may have shared the machine with other work).
+    results[name]["efficiency"] = efficiency.efficiency(gen, variables, config.model.latent_dim)
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
   strip = grid(np.concatenate(rows), ncol=8)
   Image.fromarray(strip[..., 0] if strip.shape[-1] == 1 else strip).resize(
       (strip.shape[1] * 3, strip.shape[0] * 3), Image.NEAREST).save(os.path.join(workdir, "samples_same_z.png"))
