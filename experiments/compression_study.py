@@ -10,6 +10,8 @@ Writes results.json, report.md, samples_same_z.png and fid_vs_params.png to --wo
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 
 from gandistill_jax import config as config_lib, study
@@ -53,11 +55,20 @@ def main():
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
   ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+  ap.add_argument("--report-only", action="store_true",
+                  help="train nothing: report the runs that are finished and evaluated so far")
   a = ap.parse_args()
   base = config_lib.apply_overrides(study.demo_base(), a.set)
   runs = study_runs(a.profile, base)
-  results = study.run_all(runs, a.workdir, eval_num=PROFILES[a.profile]["eval_num"])
-  print(study.write_report(runs, results, a.workdir, "python experiments/compression_study.py " + " ".join(sys.argv[1:])))
+  command = "python experiments/compression_study.py " + " ".join(sys.argv[1:])
+  if a.report_only:
+    done = [r for r in runs if os.path.exists(os.path.join(a.workdir, r.name, "eval.json"))]
+    results = {r.name: json.load(open(os.path.join(a.workdir, r.name, "eval.json"))) for r in done}
+    print(f"{len(done)} of {len(runs)} runs are finished and evaluated")
+    runs = done
+  else:
+    results = study.run_all(runs, a.workdir, eval_num=PROFILES[a.profile]["eval_num"])
+  print(study.write_report(runs, results, a.workdir, command))
 
 
 if __name__ == "__main__":
