@@ -50,6 +50,10 @@ def study_runs(profile: str, base=None) -> list[study.Run]:
   return runs
 
 
+def _width(run: study.Run) -> int:
+  return (run.config.student if run.kind == "distill" else run.config.model).g_width
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True)
@@ -67,7 +71,10 @@ def main():
     print(f"{len(done)} of {len(runs)} runs are finished and evaluated")
     runs = done
   else:
-    results = study.run_all(runs, a.workdir, eval_num=PROFILES[a.profile]["eval_num"])
+    # Train seed 0 from the smallest student up, then the extra seeds: the headline
+    # numbers come first when time runs short. The report keeps the natural order.
+    order = sorted(runs, key=lambda r: (r.kind != "teacher", r.config.seed, _width(r)))
+    results = study.run_all(order, a.workdir, eval_num=PROFILES[a.profile]["eval_num"])
   print(study.write_report(runs, results, a.workdir, command))
 
 
