@@ -24,6 +24,10 @@ from gandistill_jax.images import grid
 GRID_SEED = 4321
 
 
+class StudyStopped(RuntimeError):
+  """A run of the study was preempted; everything finished so far is kept."""
+
+
 @dataclasses.dataclass
 class Run:
   name: str
@@ -91,6 +95,8 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_name: str = "teacher", ev
         loop.train(config, wd, distill.distill_task(config, teacher), progress=progress)
       else:
         loop.train(config, wd, tasks.gan_task(config, run.kind), progress=progress)
+      if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
+        raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
     eval_path = os.path.join(wd, "eval.json")
     if os.path.exists(eval_path) and json.load(open(eval_path))["counts"]["generated"] == eval_num:
       results[run.name] = json.load(open(eval_path))
