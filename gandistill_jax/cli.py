@@ -96,7 +96,11 @@ def cmd_demo(args) -> None:
     for run in runs:
       run.config.train.update(log_every=2, sample_every=6, ckpt_every=6)
   eval_num = 200 if args.tiny else 5000
-  results = study.run_all(runs, args.workdir, eval_num=eval_num, progress=not args.quiet)
+  try:
+    results = study.run_all(runs, args.workdir, eval_num=eval_num, progress=not args.quiet)
+  except study.StudyStopped as e:
+    print(f"gandistill demo: {e}")
+    return
   command = "gandistill demo " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "gandistill demo"
   print(study.write_report(runs, results, args.workdir, command))
   print(f"report: {os.path.join(args.workdir, 'report.md')}")
