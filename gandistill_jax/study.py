@@ -170,7 +170,7 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
 
 def demo_runs(base: ml_collections.ConfigDict, tiny: bool = False) -> list[Run]:
   """Teacher (width 32), joint-distilled students at widths 8 and 4, and the width-4 scratch baseline."""
-  t_steps, s_steps = (6, 6) if tiny else (3000, 2000)
+  t_steps, s_steps = (6, 6) if tiny else (3000, 3000)
   teacher = teacher_config(base, 32, t_steps)
   return [Run("teacher", "teacher", teacher),
           Run("distill_w8", "distill", distill_config(teacher, 8, 16, s_steps)),
