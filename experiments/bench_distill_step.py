@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
@@ -19,7 +18,7 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from machine import describe  # noqa: E402
+from machine import describe, seconds_per_step  # noqa: E402
 
 from gandistill_jax import config as config_lib, distill, parallel, tasks  # noqa: E402
 
@@ -30,13 +29,7 @@ def steps_per_s(task, n: int) -> float:
   step = parallel.jit_step(task.step, mesh)
   images = np.random.default_rng(0).uniform(-1, 1, (task.global_batch, 28, 28, 1)).astype(np.float32)
   batch, key = parallel.host_to_global({"image": images}, mesh), jax.random.key(1)
-  state, _ = step(state, batch, key)
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  for _ in range(n):
-    state, m = step(state, batch, key)
-  jax.block_until_ready((state, m))
-  return n / (time.perf_counter() - t)
+  return 1.0 / seconds_per_step(step, state, batch, key, n)
 
 
 def main():

@@ -12,14 +12,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from machine import describe  # noqa: E402
+from machine import describe, seconds_per_step  # noqa: E402
 
 from gandistill_jax import config as config_lib, loop, parallel, tasks  # noqa: E402
 from gandistill_jax.data import pipeline  # noqa: E402
@@ -41,14 +40,7 @@ def main():
   step = parallel.jit_step(task.step, mesh)
   state = parallel.replicate(task.init(jax.random.key(0)), mesh)
   batch = parallel.host_to_global(stream.batch(0), mesh)
-  key = jax.random.key(1)
-  state, _ = step(state, batch, key)
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  for _ in range(a.steps):
-    state, m = step(state, batch, key)
-  jax.block_until_ready(state)
-  bare = (time.perf_counter() - t) / a.steps
+  bare = seconds_per_step(step, state, batch, jax.random.key(1), a.steps)
   with tempfile.TemporaryDirectory() as w:
     loop.train(c, w, task, mesh=mesh, progress=False)
     with open(os.path.join(w, "metrics.jsonl")) as f:

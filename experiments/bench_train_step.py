@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from machine import describe  # noqa: E402
+from machine import describe, seconds_per_step  # noqa: E402
 
 from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps  # noqa: E402
 
@@ -51,14 +51,8 @@ def bench_width(width: int, batch: int, n_steps: int) -> dict:
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
-  state, m = compiled(state, batch_arr, key)
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  for _ in range(n_steps):
-    state, m = compiled(state, batch_arr, key)
-  jax.block_until_ready((state, m))
-  dt = (time.perf_counter() - t) / n_steps
   g_params = models.param_count(state.g_params)
+  dt = seconds_per_step(compiled, state, batch_arr, key, n_steps)
   return dict(width=width, g_params=g_params, compile_s=compile_s, images_per_s=batch / dt,
               step_ms=dt * 1e3, gflops=flops / dt / 1e9, step_gflop=flops / 1e9)
 

@@ -1,8 +1,21 @@
-"""What every benchmark prints first: the machine and library versions it ran on."""
+"""Shared by the benchmarks: the machine they ran on, and the time of a jitted step."""
 import os
 import platform
+import time
 
 import jax
+
+
+def seconds_per_step(step, state, batch, key, n: int) -> float:
+  """Mean wall time of `n` calls of a (state, batch, key) -> (state, metrics) step,
+  after one untimed call that compiles it."""
+  state, _ = step(state, batch, key)
+  jax.block_until_ready(state)
+  t = time.perf_counter()
+  for _ in range(n):
+    state, metrics = step(state, batch, key)
+  jax.block_until_ready((state, metrics))
+  return (time.perf_counter() - t) / n
 
 
 def describe() -> str:
