@@ -192,3 +192,16 @@ def test_distill_online_and_offline_through_the_cli(tmp_path, idx_data):
   proc = run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "y"),
                  *sets(*idx_data), check=False)
   assert proc.returncode == 2 and "has model.latent_dim=32 but this config has 100" in proc.stderr.splitlines()[-1]
+
+
+def test_periodic_eval_logs_fid_and_keeps_the_best_checkpoint(tmp_path, idx_data):
+  from gandistill_jax.eval import evaluate
+  config = config_lib.apply_overrides(cli.load_config_file(QUICK), idx_data + [
+      "train.steps=6", "train.ckpt_every=2", "train.eval_every=2", "train.eval_num=64", "train.keep=1",
+      "train.best_metric='fid'", f"eval.cache_dir='{tmp_path / 'cache'}'"])
+  w = str(tmp_path / "w")
+  loop.train(config, w, tasks.gan_task(config), eval_fn=evaluate.periodic_eval_fn(config), progress=False)
+  evals = {l["step"]: l["eval/fid"] for l in map(json.loads, open(os.path.join(w, "metrics.jsonl"))) if "eval/fid" in l}
+  assert sorted(evals) == [2, 4, 6] and all(np.isfinite(v) and v > 0 for v in evals.values())
+  best = min(evals, key=evals.get)
+  assert sorted(int(d) for d in os.listdir(os.path.join(w, "checkpoints")) if d.isdigit()) == sorted({best, 6})

@@ -76,7 +76,8 @@ def test_domain_classifier_reaches_90_percent_on_real_fashion_mnist(tmp_path):
   cfg = config_lib.base_config().data
   cfg.data_dir = str(tmp_path / "tfds")
   train, test = pipeline.load_split(cfg, "train", 28, 1), pipeline.load_split(cfg, "test", 28, 1)
-  extractor = classifier.load_or_train(str(tmp_path / "cache"), "fashion_mnist-28", (pipeline.to_float(train[0]), train[1]),
+  extractor = classifier.load_or_train(str(tmp_path / "cache"), "fashion_mnist-28",
+                                       lambda: (pipeline.to_float(train[0]), train[1]),
                                        (pipeline.to_float(test[0]), test[1]))
   assert extractor.test_accuracy >= 0.90
   cached = classifier.load_or_train(str(tmp_path / "cache"), "fashion_mnist-28", None, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Callable
 
 import flax.linen as nn
 import flax.serialization
@@ -85,9 +86,10 @@ def accuracy(extractor: FeatureExtractor, images, labels) -> float:
   return float((logits.argmax(1) == labels).mean())
 
 
-def load_or_train(cache_dir: str, key: str, train, test, num_classes: int = 10, seed: int = 0) -> FeatureExtractor:
-  """The cached classifier for `key` (e.g. 'fashion_mnist-28'), trained on `train` =
-  (images, labels) and scored on `test` if it is not cached yet."""
+def load_or_train(cache_dir: str, key: str, train: Callable[[], tuple], test, num_classes: int = 10,
+                  seed: int = 0) -> FeatureExtractor:
+  """The cached classifier for `key` (e.g. 'fashion_mnist-28'). If it is not cached yet it
+  is trained on `train()` = (images, labels), loaded only then, and scored on `test`."""
   tag = hashlib.sha1(f"{key}-{seed}-{num_classes}".encode()).hexdigest()[:10]
   path = os.path.join(cache_dir, f"classifier-{key}-{tag}")
   if os.path.exists(path + ".json"):
@@ -97,7 +99,8 @@ def load_or_train(cache_dir: str, key: str, train, test, num_classes: int = 10, 
     with open(path + ".msgpack", "rb") as f:
       params = flax.serialization.from_bytes(template, f.read())
     return FeatureExtractor(params, num_classes, key, meta["test_accuracy"])
-  params = train_classifier(train[0], train[1], num_classes, seed)
+  train_images, train_labels = train()
+  params = train_classifier(train_images, train_labels, num_classes, seed)
   extractor = FeatureExtractor(params, num_classes, key, 0.0)
   extractor.test_accuracy = accuracy(extractor, *test)
   os.makedirs(cache_dir, exist_ok=True)
@@ -106,5 +109,5 @@ def load_or_train(cache_dir: str, key: str, train, test, num_classes: int = 10, 
   os.replace(path + ".msgpack.tmp", path + ".msgpack")
   with open(path + ".json", "w") as f:
     json.dump({"key": key, "seed": seed, "test_accuracy": extractor.test_accuracy,
-               "input_shape": list(train[0].shape[1:]), "train_examples": len(train[0])}, f)
+               "input_shape": list(train_images.shape[1:]), "train_examples": len(train_images)}, f)
   return extractor

@@ -44,10 +44,11 @@ def reference(config: ml_collections.ConfigDict):
   inception_weights = config.get("eval", {}).get("inception_weights", "")
   feature_tag = "inception" if inception_weights else "classifier"
   ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}-{feature_tag}.npz")
-  train = load(d.split)
-  extractor = classifier.load_or_train(cache_dir(config), key, (pipeline.to_float(train[0]), train[1]),
-                                       (pipeline.to_float(test_images), test_labels),
-                                       num_classes=int(max(train[1].max(), test_labels.max()) + 1))
+  def train():
+    images, labels = load(d.split)
+    return pipeline.to_float(images), labels
+  extractor = classifier.load_or_train(cache_dir(config), key, train, (pipeline.to_float(test_images), test_labels),
+                                       num_classes=int(test_labels.max()) + 1)
   if inception_weights:
     extractor = InceptionFeatures(extractor, inception_weights)
   if os.path.exists(ref_path):
