@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from gandistill_jax import losses
@@ -48,18 +49,51 @@ def split_critic_batches(real: jax.Array, n_critic: int) -> jax.Array:
   return real.reshape((b, n_critic) + real.shape[1:]).swapaxes(0, 1)
 
 
+def uses_batch_norm(disc: nn.Module) -> bool:
+  """Whether D normalises by batch statistics (then real and fake go through it apart)."""
+  return bool(getattr(disc, "batch_norm", False))
+
+
+def apply_disc(disc: nn.Module, params, stats, x, **kwargs):
+  """D on a batch the generator is scored on: in train mode when D uses batch norm (a batch
+  is normalised by its own statistics, as in the D update), else in inference mode. D's
+  state is owned by its own update, so any statistics computed here are dropped."""
+  return apply_model(disc, params, stats, x, train=uses_batch_norm(disc), **kwargs)[0]
+
+
 def make_d_update(disc: nn.Module, d_tx: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict):
-  """One discriminator update on (real, fake): returns update(d_params, d_stats, d_opt, real, fake, key)."""
+  """One discriminator update: returns update(d_params, d_stats, d_opt, reals, fake, key).
+
+  `reals` is a list of (batch, weight) that D learns to call real against `fake`:
+  L_D = sum_i w_i L_adv(D(real_i), D(fake)) (+ penalties on the first real batch). A teacher
+  step passes [(data, 1)]; TinyGAN-style distillation passes [(teacher images, 1),
+  (data, 0.2)]. A D without batch norm sees all batches concatenated; a D with batch norm
+  sees each batch on its own (Radford et al. 2016), reals first.
+  """
   adv = losses.adversarial(loss_cfg.name)
   gp_weight, r1_gamma = loss_cfg.get("gp_weight", 0.0), loss_cfg.get("r1_gamma", 0.0)
+  separate = uses_batch_norm(disc)
+  if separate and (gp_weight or r1_gamma):
+    raise ValueError("model.d_batch_norm=True cannot be combined with loss.gp_weight or loss.r1_gamma "
+                     "(batch norm mixes samples, the penalties need per-sample gradients); use "
+                     "model.d_spectral_norm=True instead")
 
-  def update(d_params, d_stats, d_opt, real, fake, key):
+  def update(d_params, d_stats, d_opt, reals, fake, key):
+    real = reals[0][0]
     def loss_fn(params):
-      logits, stats = apply_model(disc, params, d_stats, jnp.concatenate([real, fake]), train=True)
-      real_logits, fake_logits = jnp.split(logits, 2)
-      loss = adv.d_loss(real_logits, fake_logits)
+      batches = [x for x, _ in reals] + [fake]
+      if separate:
+        logits, stats = [], d_stats
+        for x in batches:
+          out, stats = apply_model(disc, params, stats, x, train=True)
+          logits.append(out)
+      else:
+        out, stats = apply_model(disc, params, d_stats, jnp.concatenate(batches), train=True)
+        logits = jnp.split(out, np.cumsum([x.shape[0] for x in batches])[:-1])
+      fake_logits = logits[-1]
+      loss = sum(w * adv.d_loss(l, fake_logits) for (_, w), l in zip(reals, logits))
       d_fn = lambda x: apply_model(disc, params, stats, x, train=False)[0]
-      metrics = {"d_loss": loss, "d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits)}
+      metrics = {"d_loss": loss, "d_real": jnp.mean(logits[0]), "d_fake": jnp.mean(fake_logits)}
       if gp_weight:
         metrics["gp"] = losses.gradient_penalty(d_fn, real, fake, key)
         loss = loss + gp_weight * metrics["gp"]
@@ -82,10 +116,18 @@ def make_teacher_step(gen: nn.Module, disc: nn.Module, g_tx: optax.GradientTrans
 
   batch["image"] holds n_critic * B real samples; critic update i sees rows i, i + n, ...
   (see `split_critic_batches`) and a fresh z. G's batch-norm statistics are updated by
-  the G pass only. Used for teachers and for the from-scratch student baseline.
+  the G pass only.
+
+  `loss.reuse_fake`: the G update scores the last critic update's fake batch against the
+  updated D instead of drawing a new one, as the PyTorch DCGAN example does. G then runs
+  forward once per step: the G forward is kept as a VJP, D's update uses its output under
+  stop_gradient, and G's gradient is that VJP applied to dL_G/dfake. The batch-norm
+  statistics G keeps are those of that one pass. Used for teachers and for the
+  from-scratch student baseline.
   """
   loss_cfg, latent_dim = config.loss, config.model.latent_dim
   n_critic, ema_decay = loss_cfg.get("n_critic", 1), config.train.ema_decay
+  reuse_fake = loss_cfg.get("reuse_fake", False)
   adv = losses.adversarial(loss_cfg.name)
   d_update = make_d_update(disc, d_tx, loss_cfg)
 
@@ -94,23 +136,32 @@ def make_teacher_step(gen: nn.Module, disc: nn.Module, g_tx: optax.GradientTrans
     d_key, g_key = jax.random.split(key)
     reals = split_critic_batches(batch["image"], n_critic)
     b = reals.shape[1]
+    g_fwd = lambda g_params, z: apply_model(gen, g_params, state.g_stats, z, train=True)
 
     # A Python loop, not lax.scan: n_critic is small and XLA:CPU runs convolutions inside
     # a while loop ~50x slower than unrolled ones (measured on this DCGAN step).
     d_params, d_stats, d_opt = state.d_params, state.d_stats, state.d_opt
-    for real, k in zip(reals, jax.random.split(d_key, n_critic)):
+    for i, (real, k) in enumerate(zip(reals, jax.random.split(d_key, n_critic))):
       z_key, gp_key = jax.random.split(k)
-      fake, _ = apply_model(gen, state.g_params, state.g_stats, sample_latent(z_key, b, latent_dim), train=True)
-      d_params, d_stats, d_opt, d_metrics = d_update(d_params, d_stats, d_opt, real,
+      z = sample_latent(z_key, b, latent_dim)
+      if reuse_fake and i == n_critic - 1:
+        fake, g_vjp, g_stats = jax.vjp(lambda p: g_fwd(p, z), state.g_params, has_aux=True)
+      else:
+        fake, _ = g_fwd(state.g_params, z)
+      d_params, d_stats, d_opt, d_metrics = d_update(d_params, d_stats, d_opt, [(real, 1.0)],
                                                      jax.lax.stop_gradient(fake), gp_key)
 
-    z = sample_latent(g_key, b, latent_dim)
-    def g_loss_fn(g_params):
-      fake, g_stats = apply_model(gen, g_params, state.g_stats, z, train=True)
-      logits, _ = apply_model(disc, d_params, d_stats, fake, train=False)
-      return adv.g_loss(logits), g_stats
+    score = lambda x: adv.g_loss(apply_disc(disc, d_params, d_stats, x))
+    if reuse_fake:
+      g_loss, d_fake = jax.value_and_grad(score)(fake)
+      (grads,) = g_vjp(d_fake)
+    else:
+      z = sample_latent(g_key, b, latent_dim)
+      def g_loss_fn(g_params):
+        fake, g_stats = g_fwd(g_params, z)
+        return score(fake), g_stats
+      (g_loss, g_stats), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
 
-    (g_loss, g_stats), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
     updates, g_opt = g_tx.update(grads, state.g_opt, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
     g_ema = optax.incremental_update(g_params, state.g_ema, 1.0 - ema_decay)

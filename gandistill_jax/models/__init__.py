@@ -30,7 +30,8 @@ def build_discriminator(cfg: ml_collections.ConfigDict) -> nn.Module:
   if cfg.family == "mlp":
     return MLPDiscriminator(width=cfg.d_width, depth=cfg.get("d_depth", 3))
   return Discriminator(image_size=cfg.image_size, width=cfg.d_width,
-                       num_down=cfg.get("num_down", 0), spectral_norm=cfg.get("d_spectral_norm", False))
+                       num_down=cfg.get("num_down", 0), spectral_norm=cfg.get("d_spectral_norm", False),
+                       batch_norm=cfg.get("d_batch_norm", False))
 
 
 def sample_shape(cfg) -> tuple[int, ...]:

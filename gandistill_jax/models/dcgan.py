@@ -75,15 +75,21 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """DCGAN discriminator: images -> logits (B,). LeakyReLU(0.2), optional spectral norm.
+  """DCGAN discriminator: images -> logits (B,). LeakyReLU(0.2); spectral norm or batch norm.
 
-  No batch norm: the gradient penalties (WGAN-GP, R1) need per-sample gradients, and
-  spectral norm (Miyato et al. 2018) is the normaliser of choice for D.
+  `batch_norm` follows Radford et al. 2016: batch norm after every convolution but the
+  first, so a batch is normalised by its own statistics. The train steps then give D the
+  real and the fake batch separately (as the DCGAN reference code does), never mixed,
+  and the generator's loss sees D in train mode too. Batch norm mixes samples, so it
+  cannot be combined with the per-sample gradient penalties (WGAN-GP, R1); spectral norm
+  (Miyato et al. 2018) is the normaliser for those.
   """
   image_size: int = 32
   width: int = 64
   num_down: int = 0        # 0: the family's default for image_size
   spectral_norm: bool = False
+  batch_norm: bool = False
+  bn_momentum: float = 0.9
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
@@ -96,9 +102,13 @@ class Discriminator(nn.Module):
     features = []
     h = x
     for i in range(n):
+      normed = self.batch_norm and i > 0   # a bias before batch norm would have no effect
       conv = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                     kernel_init=_INIT)
-      h = nn.leaky_relu(layer(conv, h), 0.2)
+                     kernel_init=_INIT, use_bias=not normed)
+      h = layer(conv, h)
+      if normed:
+        h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
+      h = nn.leaky_relu(h, 0.2)
       features.append(h)
     logits = layer(nn.Dense(1, kernel_init=_INIT), h.reshape(h.shape[0], -1))[:, 0]
     return (logits, features) if return_features else logits
