@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "test"
 
   c.model = ml_collections.ConfigDict()
-  c.model.family = "dcgan"        # dcgan | mlp
+  c.model.family = "dcgan"        # dcgan | mobile (generator only; DCGAN D) | mlp
   c.model.image_size = 32         # 28, 32 or 64 (data are resized/padded to it)
   c.model.channels = 1
   c.model.latent_dim = 100
@@ -37,7 +37,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_up = 0              # 0 = the family's default depth
   c.model.num_down = 0
   c.model.proj_rank = 0           # 0 = full-rank latent projection
+  c.model.expand = 2              # mobile: inverted-residual expansion factor
+  c.model.upsample = "nearest"    # mobile: nearest | bilinear
+  c.model.g_batch_norm = True     # mobile: batch norm in G
   c.model.d_spectral_norm = False
+  c.model.d_batch_norm = False    # batch norm in D after every conv but the first (DCGAN)
   c.model.g_depth = 3             # mlp only
   c.model.d_depth = 3
   c.model.out_dim = 2
@@ -47,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.n_critic = 1
   c.loss.gp_weight = 0.0          # WGAN-GP lambda (10 in the paper)
   c.loss.r1_gamma = 0.0
+  c.loss.reuse_fake = False       # G's update reuses the critic's last fake batch (one G forward)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.g_lr = 2e-4
@@ -78,6 +83,28 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
                  "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
                  "distill.offline_path", "eval.cache_dir",
                  "eval.inception_weights")
+
+
+# Keys added after workdirs were first written, with the value that reproduces what those
+# runs did: a saved config without the key resumes under exactly this value. Keyed by the
+# full key, or by its last part for keys every model section has.
+LEGACY_DEFAULTS = {
+    "d_batch_norm": False, "reuse_fake": False, "expand": 2, "upsample": "nearest", "g_batch_norm": True,
+    "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
+    "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
+    "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",
+    "distill.dfeat_schedule": "constant", "distill.dfeat_balance": False, "distill.content_weight": 0.0,
+    "distill.style_weight": 0.0, "distill.gcc_d": "teacher", "distill.mmd_weight": 0.0,
+    "distill.mmd_balance": False, "distill.d_spectral_norm": False, "distill.d_loss": "",
+    "distill.d_real": "data", "distill.d_real_data_weight": 0.0,
+}
+
+
+def _legacy_default(key: str):
+  return LEGACY_DEFAULTS.get(key, LEGACY_DEFAULTS.get(key.rpartition(".")[2], _MISSING))
+
+
+_MISSING = object()
 
 
 def parse_value(text: str, old):
@@ -133,6 +160,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 def math_differences(saved: dict, current: dict) -> list[str]:
   """'key: saved -> current' for every key that changes the math of a run."""
   a, b = flatten(saved), flatten(json.loads(json.dumps(current)))
+  a |= {k: _legacy_default(k) for k in b if k not in a and _legacy_default(k) is not _MISSING}
   keys = sorted(set(a) | set(b))
   return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
           if a.get(k) != b.get(k) and not any(k == n or k.startswith(n + ".") for n in NON_MATH_KEYS)]

@@ -18,7 +18,7 @@ stop_gradient and it runs in inference mode (running statistics of its EMA weigh
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import flax
 import flax.linen as nn
@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gandistill_jax import losses, models, state as state_lib, steps
+from gandistill_jax import losses, models, objectives, prune, state as state_lib, steps
 from gandistill_jax.tasks import Task
 
 PyTree = Any
@@ -57,13 +57,6 @@ class Adapters(nn.Module):
     return [nn.Dense(c, name=f"adapter_{i}")(f) for i, (c, f) in enumerate(zip(self.channels, features))]
 
 
-def _layer_weights(weights, n: int) -> tuple[float, ...]:
-  weights = tuple(weights) or (1.0 / n,) * n
-  if len(weights) != n:
-    raise ValueError(f"distill.dfeat_layer_weights has {len(weights)} entries; the discriminator has {n} layers")
-  return weights
-
-
 def distill_latent(rng: jax.Array, step, batch: int, latent_dim: int) -> jax.Array:
   """The z an online step draws; `dump-teacher` and the tests use the same function."""
   return steps.sample_latent(jax.random.fold_in(jax.random.fold_in(rng, step), 0), batch, latent_dim)
@@ -74,28 +67,60 @@ def _feature_shapes(module, variables, z):
   return [f.shape for f in feats]
 
 
-def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None) -> Task:
+def _needs_disc(dc, terms) -> bool:
+  """A student-side D is trained when a term reads it."""
+  return dc.adv_weight > 0 or any(
+      dc.get(k, "teacher") == "student" and dc.get(w, 0.0) > 0
+      for k, w in (("dfeat_d", "dfeat_weight"), ("gcc_d", "content_weight"), ("gcc_d", "style_weight"))
+  ) or any(getattr(t, "needs_disc", False) for t in terms)
+
+
+def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
+                 extra_terms: Sequence[objectives.Term] = ()) -> Task:
   """The distill task. `teacher` = {'g': variables, 'd': variables} of the trained teacher;
-  None builds same-shape placeholders, which a restore then overwrites."""
+  None builds same-shape placeholders, which a restore then overwrites. `extra_terms` are
+  added to the terms the config asks for (set `needs_disc=True` as a function attribute
+  on a term's fn... or simply give the config an adversarial term) and must keep their names
+  for a resumed run to mean the same."""
   dc, latent = config.distill, config.model.latent_dim
   t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
   s_gen = models.build_generator(config.student)
-  use_adv = dc.adv_weight > 0
   d_cfg = ml_collections.ConfigDict(config.teacher_model.to_dict())
   if dc.d_init == "fresh":
     d_cfg.d_width = dc.d_width or config.student.g_width
+    if dc.get("d_spectral_norm", False):
+      d_cfg.update(d_spectral_norm=True, d_batch_norm=False)
   elif dc.d_init != "teacher":
     raise ValueError(f"distill.d_init={dc.d_init!r} is unknown; use 'fresh' or 'teacher'")
+  d_real = dc.get("d_real", "data")
+  if d_real not in ("data", "teacher"):
+    raise ValueError(f"distill.d_real={d_real!r} is unknown; use 'data' (D learns real vs student) or "
+                     f"'teacher' (D learns teacher vs student, TinyGAN)")
+  d_loss_cfg = ml_collections.ConfigDict(config.loss.to_dict())
+  if dc.get("d_loss", ""):
+    d_loss_cfg.name = dc.d_loss
+  adv = losses.adversarial(d_loss_cfg.name)
+  terms = objectives.terms_from_config(dc, adv.g_loss) + list(extra_terms)
+  if not terms:
+    raise ValueError("the distill config asks for no loss term; give one of distill.pixel_weight, "
+                     "adv_weight, dfeat_weight, gfeat_weight, content_weight, style_weight or mmd_weight a value > 0")
+  names = [t.name for t in terms]
+  if len(set(names)) != len(names):
+    raise ValueError(f"distill terms must have distinct names; got {names}")
+  use_disc = _needs_disc(dc, extra_terms)
   disc = models.build_discriminator(d_cfg)
-  s_tx = state_lib.adam(config.optim.g_lr, config.optim)
+  s_tx = state_lib.adam(dc.get("g_lr", 0.0) or config.optim.g_lr, config.optim)
   d_tx = state_lib.adam(config.optim.d_lr, config.optim)
-  d_update = steps.make_d_update(disc, d_tx, config.loss)
-  adv = losses.adversarial(config.loss.name)
+  d_update = steps.make_d_update(disc, d_tx, d_loss_cfg)
+  real_weight = dc.get("d_real_data_weight", 0.0)
   if dc.mode not in ("online", "offline"):
     raise ValueError(f"distill.mode={dc.mode!r} is unknown; use 'online' or 'offline'")
   if dc.mode == "offline" and dc.gfeat_weight:
     raise ValueError("distill.gfeat_weight needs the teacher's activations, which offline mode does not "
                      "have; use distill.mode='online'")
+  student_init = dc.get("student_init", "random")
+  if student_init not in ("random", "teacher"):
+    raise ValueError(f"distill.student_init={student_init!r} is unknown; use 'random' or 'teacher'")
   z0 = jnp.zeros((2, latent))
 
   def init(rng):
@@ -103,6 +128,9 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None)
     t_vars = teacher or {"g": models.init_variables(t_gen, k_t, z0),
                          "d": models.init_variables(t_disc, k_t, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))}
     s_vars = models.init_variables(s_gen, k_s, z0)
+    if student_init == "teacher":
+      s_vars = prune.student_from_teacher(t_vars["g"], config.teacher_model, config.student, s_vars,
+                                          dc.get("prune_by", "bn_scale"))
     t_shapes = _feature_shapes(t_gen, t_vars["g"], z0)
     s_shapes = _feature_shapes(s_gen, s_vars, z0)
     if dc.gfeat_weight and [s[:-1] for s in s_shapes] != [t[:-1] for t in t_shapes]:
@@ -111,7 +139,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None)
     adapters = Adapters(tuple(t[-1] for t in t_shapes)).init(
         k_a, [jnp.zeros(s) for s in s_shapes])["params"] if dc.gfeat_weight else {}
     s_params = {"generator": s_vars["params"], "adapters": adapters}
-    if not use_adv:
+    if not use_disc:
       d_vars = {"params": {}, "batch_stats": {}}
     elif dc.d_init == "teacher":
       d_vars = jax.tree.map(jnp.copy, t_vars["d"])
@@ -121,7 +149,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None)
         step=jnp.zeros((), jnp.int32), s_params=s_params, s_stats=s_vars["batch_stats"],
         s_opt=s_tx.init(s_params), s_ema=jax.tree.map(jnp.copy, s_vars["params"]),
         d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
-        d_opt=d_tx.init(d_vars["params"]) if use_adv else {},
+        d_opt=d_tx.init(d_vars["params"]) if use_disc else {},
         teacher_g=t_vars["g"], teacher_d=t_vars["d"])
 
   def step(state: DistillState, batch: dict, rng: jax.Array):
@@ -134,42 +162,35 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None)
       z, t_img, t_feats = batch["z"], batch["teacher"], None
     t_img = jax.lax.stop_gradient(t_img)
     t_feats = jax.lax.stop_gradient(t_feats)
+    g_fwd = lambda p: steps.apply_model(s_gen, p["generator"], state.s_stats, z, train=True, return_features=True)
+    ((img, feats), s_stats), g_vjp = jax.vjp(g_fwd, state.s_params)
     d_params, d_stats, d_opt, metrics = state.d_params, state.d_stats, state.d_opt, {}
-    if use_adv:
-      fake, _ = steps.apply_model(s_gen, state.s_params["generator"], state.s_stats, z, train=True)
-      d_params, d_stats, d_opt, metrics = d_update(d_params, d_stats, d_opt, batch["image"],
-                                                   jax.lax.stop_gradient(fake), jax.random.fold_in(key, 1))
-    t_dfeats = None
-    if dc.dfeat_weight:
-      _, t_dfeats = t_disc.apply(state.teacher_d, t_img, return_features=True)
-      t_dfeats = jax.lax.stop_gradient(t_dfeats)
+    if use_disc:
+      fake = jax.lax.stop_gradient(img)
+      reals = [(t_img, 1.0)] + ([(batch["image"], real_weight)] if real_weight else []) \
+          if d_real == "teacher" else [(batch["image"], 1.0)]
+      d_params, d_stats, d_opt, metrics = d_update(d_params, d_stats, d_opt, reals, fake,
+                                                   jax.random.fold_in(key, 1))
+    frozen_d = lambda x: t_disc.apply(state.teacher_d, x, return_features=True)
+    student_d = (lambda x: steps.apply_disc(disc, d_params, d_stats, x, return_features=True)) if use_disc else None
+    adapt = lambda p: (lambda f: Adapters(tuple(t.shape[-1] for t in t_feats)).apply({"params": p}, f))
 
-    def loss_fn(s_params):
-      (img, feats), s_stats = steps.apply_model(s_gen, s_params["generator"], state.s_stats, z, train=True,
-                                                return_features=True)
-      terms = {"pixel": losses.pixel_loss(img, t_img, dc.pixel_p)}
-      total = dc.pixel_weight * terms["pixel"]
-      if use_adv:
-        logits, _ = steps.apply_model(disc, d_params, d_stats, img, train=False)
-        terms["adv"] = adv.g_loss(logits)
-        total += dc.adv_weight * jnp.where(state.step >= dc.warmup_steps, 1.0, 0.0) * terms["adv"]
-      if dc.dfeat_weight:
-        _, s_dfeats = t_disc.apply(state.teacher_d, img, return_features=True)
-        terms["dfeat"] = losses.feature_loss(s_dfeats, t_dfeats, _layer_weights(dc.dfeat_layer_weights, len(s_dfeats)))
-        total += dc.dfeat_weight * terms["dfeat"]
-      if dc.gfeat_weight:
-        mapped = Adapters(tuple(f.shape[-1] for f in t_feats)).apply({"params": s_params["adapters"]}, feats)
-        terms["gfeat"] = losses.feature_loss(mapped, t_feats, (1.0,) * len(feats))
-        total += dc.gfeat_weight * terms["gfeat"]
-      return total, (s_stats, terms)
+    def loss_fn(img, feats, adapters):
+      inputs = objectives.TermInputs(
+          step=state.step, z=z, image=img, features=feats, teacher_image=t_img, teacher_features=t_feats,
+          real=batch["image"], disc=student_d, teacher_disc=frozen_d, adapt=adapt(adapters) if dc.gfeat_weight else None)
+      return objectives.total_loss(terms, inputs, dc.pixel_p)
 
-    (loss, (s_stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.s_params)
+    (loss, values), (d_img, d_feats, d_adapters) = jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(
+        img, feats, state.s_params["adapters"])
+    (grads,) = g_vjp(((d_img, d_feats), jax.tree.map(jnp.zeros_like, s_stats)))
+    grads = {"generator": grads["generator"], "adapters": d_adapters}
     updates, s_opt = s_tx.update(grads, state.s_opt, state.s_params)
     s_params = optax.apply_updates(state.s_params, updates)
     s_ema = optax.incremental_update(s_params["generator"], state.s_ema, 1.0 - config.train.ema_decay)
     new = state.replace(step=state.step + 1, s_params=s_params, s_stats=s_stats, s_opt=s_opt, s_ema=s_ema,
                         d_params=d_params, d_stats=d_stats, d_opt=d_opt)
-    return new, metrics | terms | {"loss": loss}
+    return new, metrics | values | {"loss": loss}
 
   def generator_variables(state: DistillState):
     stats = steps.recompute_batch_stats(s_gen, state.s_ema, state.s_stats, jax.random.key(config.seed), latent)
@@ -183,15 +204,36 @@ def default_distill_config() -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   d.mode = "online"          # online | offline
   d.offline_path = ""        # offline: the .npz written by `gandistill dump-teacher`
+  d.student_init = "random"  # random | teacher (channels selected from the teacher's, gandistill_jax.prune)
+  d.prune_by = "bn_scale"    # student_init='teacher': bn_scale | l1 (see prune.select_channels)
+  d.g_lr = 0.0               # the student's learning rate (0 = optim.g_lr)
+  # Terms: weight > 0 turns a term on; *_schedule multiplies it (objectives.schedule).
   d.pixel_weight = 1.0
   d.pixel_p = 1
+  d.pixel_schedule = "constant"
   d.adv_weight = 0.0
+  d.adv_schedule = "constant"
+  d.adv_balance = False      # VQGAN-style adaptive weight against the pixel term
+  d.warmup_steps = 0         # the adversarial term starts at this step
+  d.dfeat_weight = 0.0
+  d.dfeat_layer_weights = ()  # () = by dfeat_layer_weighting
+  d.dfeat_layer_weighting = "uniform"  # uniform (1/n each) | tinygan (..., 1/8, 1/4, 1)
+  d.dfeat_d = "teacher"      # teacher (frozen D) | student (the student-side D, TinyGAN)
+  d.dfeat_schedule = "constant"
+  d.dfeat_balance = False
+  d.gfeat_weight = 0.0
+  d.content_weight = 0.0     # GCC content (RMSE of D activations)
+  d.style_weight = 0.0       # GCC style (RMSE of Gram matrices)
+  d.gcc_d = "teacher"        # which D's activations GCC compares
+  d.mmd_weight = 0.0
+  d.mmd_balance = False
+  # The student-side discriminator (trained when adv or a 'student' D term is on).
   d.d_init = "fresh"         # fresh | teacher
   d.d_width = 0              # fresh D width (0 = the student's g_width)
-  d.warmup_steps = 0
-  d.dfeat_weight = 0.0
-  d.dfeat_layer_weights = ()
-  d.gfeat_weight = 0.0
+  d.d_spectral_norm = False  # fresh D: spectral norm instead of the teacher's normalisation
+  d.d_loss = ""              # '' = loss.name; e.g. 'hinge' (TinyGAN)
+  d.d_real = "data"          # data: real vs student | teacher: teacher vs student (TinyGAN)
+  d.d_real_data_weight = 0.0  # d_real='teacher': real data also counts as real, at this weight
   return d
 
 

@@ -7,8 +7,9 @@ import ml_collections
 
 from gandistill_jax.models.dcgan import Discriminator, Generator
 from gandistill_jax.models.mlp import MLPDiscriminator, MLPGenerator
+from gandistill_jax.models.mobile import MobileGenerator
 
-FAMILIES = ("dcgan", "mlp")
+FAMILIES = ("dcgan", "mobile", "mlp")   # mobile: a generator family; its D is the DCGAN one
 
 
 def _check_family(cfg) -> None:
@@ -21,6 +22,11 @@ def build_generator(cfg: ml_collections.ConfigDict) -> nn.Module:
   _check_family(cfg)
   if cfg.family == "mlp":
     return MLPGenerator(width=cfg.g_width, depth=cfg.get("g_depth", 3), out_dim=cfg.get("out_dim", 2))
+  if cfg.family == "mobile":
+    return MobileGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
+                           num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
+                           expand=cfg.get("expand", 2), upsample=cfg.get("upsample", "nearest"),
+                           batch_norm=cfg.get("g_batch_norm", True))
   return Generator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
                    num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0))
 

@@ -1,0 +1,98 @@
+"""Students that start from the teacher: channel selection and a truncated-SVD projection.
+
+A DCGAN student of width w is the teacher (width W, same depth) with, in every stage,
+the k = c * w / W channels the teacher relies on most kept and the rest removed, the
+pruning-then-distillation recipe of GAN Slimming (Wang et al. 2020) and CAGC (Liu et al.
+2021). Channels are ranked by
+
+  bn_scale   |gamma_c| of the batch norm after the layer (network slimming, Liu et al. 2017)
+  l1         sum |K[..., c]| of the kernel that produces channel c (Li et al. 2017)
+
+and the kept indices stay in the teacher's order. The latent projection z -> s0 x s0 x c0
+keeps the kept channels' columns; a student with `proj_rank` r factorises it by truncated
+SVD, P ~ (U_r S_r^1/2)(S_r^1/2 V_r^T), the best rank-r approximation in Frobenius norm
+(Eckart-Young). With w = W and a full-rank projection the student is the teacher exactly.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PRUNE_BY = ("bn_scale", "l1")
+
+
+def select_channels(scores: np.ndarray, keep: int) -> np.ndarray:
+  """Indices of the `keep` largest scores, in increasing index order (ties: lower index)."""
+  order = np.argsort(-np.asarray(scores), kind="stable")[:keep]
+  return np.sort(order)
+
+
+def low_rank(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+  """(A, B) with A @ B the best rank-`rank` approximation of `kernel` (truncated SVD)."""
+  u, s, vt = np.linalg.svd(np.asarray(kernel, np.float64), full_matrices=False)
+  root = np.sqrt(s[:rank])
+  return (u[:, :rank] * root).astype(np.float32), (root[:, None] * vt[:rank]).astype(np.float32)
+
+
+def _check(teacher_cfg, student_cfg) -> None:
+  for cfg, role in ((teacher_cfg, "teacher"), (student_cfg, "student")):
+    if cfg.get("family", "dcgan") != "dcgan":
+      raise ValueError(f"distill.student_init='teacher' needs DCGAN teacher and student; the {role} is "
+                       f"model.family={cfg.family!r}; use distill.student_init='random'")
+  for key in ("image_size", "channels", "latent_dim", "num_up"):
+    if teacher_cfg.get(key, 0) != student_cfg.get(key, 0):
+      raise ValueError(f"distill.student_init='teacher' needs the student's {key} to be the teacher's "
+                       f"({teacher_cfg.get(key, 0)}), got {student_cfg.get(key, 0)}")
+  if student_cfg.g_width > teacher_cfg.g_width:
+    raise ValueError(f"distill.student_init='teacher' prunes the teacher; student.g_width={student_cfg.g_width} "
+                     f"must be at most the teacher's {teacher_cfg.g_width}")
+
+
+def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_vars: dict,
+                         prune_by: str = "bn_scale") -> dict:
+  """The student's {'params', 'batch_stats'} cut from the teacher's; `student_vars` (a fresh
+  init of the student) gives the target shapes and is checked against the result."""
+  _check(teacher_cfg, student_cfg)
+  if prune_by not in PRUNE_BY:
+    raise ValueError(f"distill.prune_by={prune_by!r} is unknown; use one of {PRUNE_BY}")
+  tp = jax.tree.map(np.asarray, teacher_vars["params"])
+  ts = jax.tree.map(np.asarray, teacher_vars["batch_stats"])
+  sp_shape = jax.tree.map(np.shape, student_vars["params"])
+  n_bn = sum(1 for k in tp if k.startswith("BatchNorm_"))
+  n_up = n_bn                                   # UpConv_0 .. UpConv_{n_bn - 1}; the last is the output layer
+  proj = tp["proj"]["kernel"]
+  if "proj_low_rank" in tp:
+    proj = tp["proj_low_rank"]["kernel"] @ proj
+  kept = []
+  for i in range(n_bn):
+    c_t = tp[f"BatchNorm_{i}"]["scale"].shape[0]
+    c_s = sp_shape[f"BatchNorm_{i}"]["scale"][0]
+    if prune_by == "bn_scale":
+      scores = np.abs(tp[f"BatchNorm_{i}"]["scale"])
+    elif i == 0:
+      scores = np.abs(proj.reshape(proj.shape[0], -1, c_t)).sum((0, 1))
+    else:
+      scores = np.abs(tp[f"UpConv_{i - 1}"]["kernel"]).sum((0, 1, 2))
+    kept.append(select_channels(scores, c_s))
+
+  params, stats = {}, {}
+  c0 = tp["BatchNorm_0"]["scale"].shape[0]
+  p = proj.reshape(proj.shape[0], -1, c0)[:, :, kept[0]].reshape(proj.shape[0], -1)
+  if "proj_low_rank" in sp_shape:
+    a, b = low_rank(p, sp_shape["proj_low_rank"]["kernel"][1])
+    params["proj_low_rank"], params["proj"] = {"kernel": a}, {"kernel": b}
+  else:
+    params["proj"] = {"kernel": p}
+  for i, idx in enumerate(kept):
+    params[f"BatchNorm_{i}"] = {k: v[idx] for k, v in tp[f"BatchNorm_{i}"].items()}
+    stats[f"BatchNorm_{i}"] = {k: v[idx] for k, v in ts[f"BatchNorm_{i}"].items()}
+  for j in range(n_up):
+    k = tp[f"UpConv_{j}"]["kernel"][:, :, kept[j]]
+    if j + 1 < n_up:
+      k = k[..., kept[j + 1]]
+    params[f"UpConv_{j}"] = {"kernel": k} | ({"bias": tp[f"UpConv_{j}"]["bias"]} if "bias" in tp[f"UpConv_{j}"] else {})
+  got = jax.tree.map(np.shape, params)
+  if got != sp_shape:
+    raise ValueError(f"pruned teacher parameters {got} do not match the student's {sp_shape}")
+  return {"params": jax.tree.map(jnp.asarray, params), "batch_stats": jax.tree.map(jnp.asarray, stats)}

@@ -1,0 +1,112 @@
+"""Student families and students that start from the teacher."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gandistill_jax import distill, models, parallel, prune
+from helpers import random_images, tiny_config
+from test_distill import distill_config, random_teacher, setup
+
+
+def teacher_variables(cfg, seed=3):
+  """A random DCGAN teacher with non-trivial batch-norm parameters and statistics."""
+  gen = models.build_generator(cfg)
+  v = models.init_variables(gen, jax.random.key(seed), jnp.zeros((2, cfg.latent_dim)))
+  keys = iter(jax.random.split(jax.random.key(seed + 1), 64))
+  perturb = lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape)
+  v["params"] = {k: (jax.tree.map(perturb, p) if k.startswith("BatchNorm") else p) for k, p in v["params"].items()}
+  v["batch_stats"] = jax.tree.map(lambda x: jnp.abs(perturb(x)), v["batch_stats"])
+  return gen, v
+
+
+def model_cfg(**kw):
+  return ml_collections.ConfigDict(tiny_config(**kw).model.to_dict())
+
+
+@pytest.mark.parametrize("prune_by", prune.PRUNE_BY)
+def test_pruned_student_at_keep_ratio_one_is_the_teacher(prune_by):
+  t_cfg = model_cfg(g_width=8)
+  gen, t_vars = teacher_variables(t_cfg)
+  s_init = models.init_variables(gen, jax.random.key(9), jnp.zeros((2, 16)))
+  s_vars = prune.student_from_teacher(t_vars, t_cfg, t_cfg, s_init, prune_by)
+  for a, b in zip(jax.tree.leaves(t_vars), jax.tree.leaves(s_vars)):
+    np.testing.assert_array_equal(a, b)
+  z = jax.random.normal(jax.random.key(0), (8, 16))
+  np.testing.assert_array_equal(gen.apply(s_vars, z), gen.apply(t_vars, z))
+
+
+def test_pruning_keeps_the_largest_channels_and_the_svd_projection():
+  t_cfg = model_cfg(g_width=8)
+  s_cfg = model_cfg(g_width=4, proj_rank=5)
+  gen, t_vars = teacher_variables(t_cfg)
+  s_gen = models.build_generator(s_cfg)
+  s_init = models.init_variables(s_gen, jax.random.key(9), jnp.zeros((2, 16)))
+  s_vars = prune.student_from_teacher(t_vars, t_cfg, s_cfg, s_init, "bn_scale")
+  scale0 = np.asarray(t_vars["params"]["BatchNorm_0"]["scale"])
+  kept0 = np.sort(np.argsort(-np.abs(scale0))[:8])
+  np.testing.assert_array_equal(s_vars["params"]["BatchNorm_0"]["scale"], scale0[kept0])
+  np.testing.assert_array_equal(s_vars["batch_stats"]["BatchNorm_0"]["var"],
+                                np.asarray(t_vars["batch_stats"]["BatchNorm_0"]["var"])[kept0])
+  proj = np.asarray(t_vars["params"]["proj"]["kernel"]).reshape(16, -1, 16)[:, :, kept0].reshape(16, -1)
+  approx = np.asarray(s_vars["params"]["proj_low_rank"]["kernel"]) @ np.asarray(s_vars["params"]["proj"]["kernel"])
+  s = np.linalg.svd(proj, compute_uv=False)
+  np.testing.assert_allclose(np.linalg.norm(proj - approx), np.sqrt(np.sum(s[5:] ** 2)), rtol=1e-4)  # Eckart-Young
+  out = s_gen.apply(s_vars, jnp.zeros((2, 16)))
+  assert out.shape == (2, 28, 28, 1)
+
+
+def test_pruning_refuses_students_it_cannot_cut():
+  t_cfg = model_cfg(g_width=4)
+  with pytest.raises(ValueError, match="at most the teacher"):
+    prune.student_from_teacher({}, t_cfg, model_cfg(g_width=8), {}, "l1")
+  with pytest.raises(ValueError, match="family='mobile'"):
+    prune.student_from_teacher({}, t_cfg, model_cfg(g_width=2, family="mobile"), {}, "l1")
+
+
+def test_distill_task_starts_a_teacher_initialised_student_from_the_teacher():
+  """student_init='teacher' at the teacher's width: the distill state's first student is the
+  teacher, output for output; at half width it holds the pruned teacher's weights."""
+  teacher = random_teacher(distill_config())
+  z = jax.random.normal(jax.random.key(1), (8, 16))
+  full = distill.distill_task(distill_config(student_width=8, student_init="teacher"), teacher)
+  state = full.init(jax.random.key(0))
+  s_vars = {"params": state.s_params["generator"], "batch_stats": state.s_stats}
+  t_gen = models.build_generator(distill_config().teacher_model)
+  np.testing.assert_array_equal(full.generator.apply(s_vars, z), t_gen.apply(teacher["g"], z))
+  half_cfg = distill_config(student_width=4, student_init="teacher", prune_by="l1")
+  half = distill.distill_task(half_cfg, teacher).init(jax.random.key(0))
+  expected = prune.student_from_teacher(teacher["g"], half_cfg.teacher_model, half_cfg.student,
+                                        {"params": half.s_params["generator"], "batch_stats": half.s_stats}, "l1")
+  got = {"params": half.s_params["generator"], "batch_stats": half.s_stats}
+  for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_mobile_generator_matches_the_dcgan_contract(upsample):
+  dc = models.build_generator(model_cfg(g_width=8))
+  mb = models.build_generator(model_cfg(g_width=8, family="mobile", upsample=upsample))
+  z = jnp.zeros((3, 16))
+  d_img, d_feats = dc.apply(models.init_variables(dc, jax.random.key(0), z), z, return_features=True)
+  v = models.init_variables(mb, jax.random.key(0), z)
+  m_img, m_feats = mb.apply(v, z, return_features=True)
+  assert m_img.shape == d_img.shape and [f.shape for f in m_feats] == [f.shape for f in d_feats]
+  assert models.param_count(v["params"]) < models.param_count(
+      models.init_variables(dc, jax.random.key(0), z)["params"])
+  no_bn = models.build_generator(model_cfg(g_width=8, family="mobile", g_batch_norm=False))
+  assert not models.init_variables(no_bn, jax.random.key(0), z)["batch_stats"]
+
+
+def test_mobile_student_learns_the_teacher_by_distillation():
+  config = distill_config(student_width=4, pixel_p=2)
+  config.student.family = "mobile"
+  config.optim.g_lr = 2e-3
+  task, state, step, mesh = setup(config, jax.devices()[:1])
+  batch = parallel.host_to_global({"image": random_images(16)}, mesh)
+  losses = []
+  for _ in range(300):
+    state, m = step(state, batch, jax.random.key(1))
+    losses.append(float(m["pixel"]))
+  assert np.mean(losses[-10:]) < np.mean(losses[:10]) / 10, (losses[:3], losses[-3:])
