@@ -21,13 +21,9 @@ PROFILES = {  # teacher steps, student steps, eval samples
     "cpu": dict(teacher_steps=6000, student_steps=3000, eval_num=5000),
     "gpu": dict(teacher_steps=50000, student_steps=30000, eval_num=10000),
 }
-OBJECTIVES = {
-    "pixel": dict(adv_weight=0.0),
-    "joint": dict(adv_weight=0.05),
-    "jointTD": dict(adv_weight=0.05, d_init="teacher"),
-    "dfeat": dict(adv_weight=0.0, dfeat_weight=1.0),
-}
 WIDTHS = {32: 0, 16: 0, 8: 16, 4: 16}   # student width -> latent projection rank (0 = full)
+OBJECTIVE_RECIPES = {"pixel": ("pixel", {}), "joint": ("joint", {}), "jointTD": ("joint", dict(d_init="teacher")),
+                     "dfeat": ("pixel", dict(dfeat_weight=1.0, g_lr=0.0))}
 
 
 def study_runs(profile: str, base=None) -> list[study.Run]:
@@ -40,11 +36,11 @@ def study_runs(profile: str, base=None) -> list[study.Run]:
     seeds = (0, 1, 2) if width == smallest else (0,)
     for seed in seeds:
       tag = f"_s{seed}" if len(seeds) > 1 else ""
-      for name, kw in OBJECTIVES.items():
-        c = study.distill_config(teacher, width, rank, p["student_steps"], **kw)
+      for name, (recipe, kw) in OBJECTIVE_RECIPES.items():
+        c = study.distill_config(teacher, study.Student("dcgan", width, rank), p["student_steps"], recipe, **kw)
         c.seed = seed
         runs.append(study.Run(f"{name}_w{width}{tag}", "distill", c))
-      c = study.scratch_config(teacher, width, rank, p["student_steps"])
+      c = study.scratch_config(teacher, study.Student("dcgan", width, rank), p["student_steps"])
       c.seed = seed
       runs.append(study.Run(f"scratch_w{width}{tag}", "scratch", c))
   return runs

@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 PRUNE_BY = ("bn_scale", "l1")
 
 
-def select_channels(scores: np.ndarray, keep: int) -> np.ndarray:
+def select_channels(scores: jax.Array, keep: int) -> jax.Array:
   """Indices of the `keep` largest scores, in increasing index order (ties: lower index)."""
-  order = np.argsort(-np.asarray(scores), kind="stable")[:keep]
-  return np.sort(order)
+  return jnp.sort(jnp.argsort(-scores, stable=True)[:keep])
 
 
-def low_rank(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+def low_rank(kernel: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
   """(A, B) with A @ B the best rank-`rank` approximation of `kernel` (truncated SVD)."""
-  u, s, vt = np.linalg.svd(np.asarray(kernel, np.float64), full_matrices=False)
-  root = np.sqrt(s[:rank])
-  return (u[:, :rank] * root).astype(np.float32), (root[:, None] * vt[:rank]).astype(np.float32)
+  u, s, vt = jnp.linalg.svd(kernel, full_matrices=False)
+  root = jnp.sqrt(s[:rank])
+  return u[:, :rank] * root, root[:, None] * vt[:rank]
 
 
 def _check(teacher_cfg, student_cfg) -> None:
@@ -52,13 +50,13 @@ def _check(teacher_cfg, student_cfg) -> None:
 def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_vars: dict,
                          prune_by: str = "bn_scale") -> dict:
   """The student's {'params', 'batch_stats'} cut from the teacher's; `student_vars` (a fresh
-  init of the student) gives the target shapes and is checked against the result."""
+  init of the student) gives the target shapes and is checked against the result. Pure
+  jax.numpy: it runs inside the (jitted, abstractly evaluated) distill init."""
   _check(teacher_cfg, student_cfg)
   if prune_by not in PRUNE_BY:
     raise ValueError(f"distill.prune_by={prune_by!r} is unknown; use one of {PRUNE_BY}")
-  tp = jax.tree.map(np.asarray, teacher_vars["params"])
-  ts = jax.tree.map(np.asarray, teacher_vars["batch_stats"])
-  sp_shape = jax.tree.map(np.shape, student_vars["params"])
+  tp, ts = teacher_vars["params"], teacher_vars["batch_stats"]
+  sp_shape = jax.tree.map(jnp.shape, student_vars["params"])
   n_bn = sum(1 for k in tp if k.startswith("BatchNorm_"))
   n_up = n_bn                                   # UpConv_0 .. UpConv_{n_bn - 1}; the last is the output layer
   proj = tp["proj"]["kernel"]
@@ -69,11 +67,11 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
     c_t = tp[f"BatchNorm_{i}"]["scale"].shape[0]
     c_s = sp_shape[f"BatchNorm_{i}"]["scale"][0]
     if prune_by == "bn_scale":
-      scores = np.abs(tp[f"BatchNorm_{i}"]["scale"])
+      scores = jnp.abs(tp[f"BatchNorm_{i}"]["scale"])
     elif i == 0:
-      scores = np.abs(proj.reshape(proj.shape[0], -1, c_t)).sum((0, 1))
+      scores = jnp.abs(proj.reshape(proj.shape[0], -1, c_t)).sum((0, 1))
     else:
-      scores = np.abs(tp[f"UpConv_{i - 1}"]["kernel"]).sum((0, 1, 2))
+      scores = jnp.abs(tp[f"UpConv_{i - 1}"]["kernel"]).sum((0, 1, 2))
     kept.append(select_channels(scores, c_s))
 
   params, stats = {}, {}
@@ -92,7 +90,8 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
     if j + 1 < n_up:
       k = k[..., kept[j + 1]]
     params[f"UpConv_{j}"] = {"kernel": k} | ({"bias": tp[f"UpConv_{j}"]["bias"]} if "bias" in tp[f"UpConv_{j}"] else {})
-  got = jax.tree.map(np.shape, params)
+  got = jax.tree.map(jnp.shape, params)
   if got != sp_shape:
     raise ValueError(f"pruned teacher parameters {got} do not match the student's {sp_shape}")
-  return {"params": jax.tree.map(jnp.asarray, params), "batch_stats": jax.tree.map(jnp.asarray, stats)}
+  # copies: the student must share no buffer with the teacher (train steps donate the state)
+  return jax.tree.map(jnp.copy, {"params": params, "batch_stats": stats})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from typing import Sequence
 
 import jax
@@ -42,28 +43,76 @@ def teacher_config(base: ml_collections.ConfigDict, width: int, steps_: int) -> 
   return c
 
 
-def student_model(base_model, width: int, proj_rank: int) -> ml_collections.ConfigDict:
+@dataclasses.dataclass(frozen=True)
+class Student:
+  """A student architecture: generator family, width, latent-projection rank."""
+  family: str
+  width: int
+  proj_rank: int = 0
+
+  @property
+  def tag(self) -> str:
+    return f"{'m' if self.family == 'mobile' else 'w'}{self.width}" + (f"r{self.proj_rank}" if self.proj_rank else "")
+
+
+def student_model(base_model, student: Student) -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict(base_model.to_dict())
-  m.update(g_width=width, proj_rank=proj_rank)
+  m.update(family=student.family, g_width=student.width, proj_rank=student.proj_rank)
   return m
 
 
-def distill_config(teacher: ml_collections.ConfigDict, width: int, proj_rank: int, steps_: int,
-                   **distill_kw) -> ml_collections.ConfigDict:
+def recipe(name: str, steps_: int) -> dict:
+  """The `config.distill` settings of a named recipe for a run of `steps_` steps.
+
+    pixel     L1 to the teacher only (Aguinaldo et al. 2019), Adam 1e-3 as in the reference
+    joint     L1 + 0.05 x non-saturating adversarial vs a student-size D on real data,
+              after a pixel-only warm-up (this package's first recipe)
+    tinygan   TinyGAN (Chang & Lu 2020): L1 between a student-side D's activations on student
+              vs teacher images (layer weights ..., 1/4, 1), hinge adversarial 0.01, pixel
+              L1 0.2 decayed to 0 by 2/3 of the run; D (spectral norm, hinge) takes the
+              teacher's images as real and real data at weight 0.2
+    gcc       GCC (Li et al. 2021): content + Gram losses on the frozen teacher D's
+              activations, adapted G features, adversarial 1 vs a capacity-matched D; no pixel loss
+    balanced  L1 + an adversarial term whose weight is balanced against it by gradient norms
+              (VQGAN, Esser et al. 2021); D learns teacher vs student (real data at 0.2)
+    mmd       L1 + MMD in the frozen teacher D's features (balanced), D-free
+  """
+  tinygan_d = dict(d_loss="hinge", d_real="teacher", d_real_data_weight=0.2, d_spectral_norm=True)
+  recipes = {
+      "pixel": dict(adv_weight=0.0, g_lr=1e-3),
+      "joint": dict(pixel_weight=1.0, adv_weight=0.05, warmup_steps=min(500, steps_ // 4)),
+      "tinygan": dict(pixel_weight=0.2, pixel_schedule=f"decay:0:{max(1, 2 * steps_ // 3)}", dfeat_weight=1.0,
+                      dfeat_d="student", dfeat_layer_weighting="tinygan", adv_weight=0.01, **tinygan_d),
+      "gcc": dict(pixel_weight=0.0, content_weight=1.0, style_weight=1.0, gcc_d="teacher", gfeat_weight=1.0,
+                  adv_weight=1.0),
+      "balanced": dict(pixel_weight=1.0, adv_weight=1.0, adv_balance=True, d_real="teacher",
+                       d_real_data_weight=0.2),
+      "mmd": dict(pixel_weight=1.0, mmd_weight=1.0, mmd_balance=True),
+  }
+  if name not in recipes:
+    raise ValueError(f"recipe {name!r} is unknown; use one of {sorted(recipes)}")
+  return recipes[name]
+
+
+RECIPES = ("pixel", "joint", "tinygan", "gcc", "balanced", "mmd")
+
+
+def distill_config(teacher: ml_collections.ConfigDict, student: Student, steps_: int, recipe_name: str = "joint",
+                   student_init: str = "random", **distill_kw) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict(teacher.to_dict())
-  c.student = student_model(teacher.model, width, proj_rank)
+  c.student = student_model(teacher.model, student)
   c.teacher_model = ml_collections.ConfigDict(teacher.model.to_dict())
   c.distill = distill.default_distill_config()
   c.distill.teacher_dir = ""
-  c.distill.update(dict(pixel_weight=1.0, adv_weight=0.05, warmup_steps=min(500, steps_ // 4)) | distill_kw)
+  c.distill.update(recipe(recipe_name, steps_) | dict(student_init=student_init) | distill_kw)
   c.train.steps = steps_
   return c
 
 
-def scratch_config(teacher: ml_collections.ConfigDict, width: int, proj_rank: int, steps_: int):
+def scratch_config(teacher: ml_collections.ConfigDict, student: Student, steps_: int):
   c = ml_collections.ConfigDict(teacher.to_dict())
-  c.model = student_model(teacher.model, width, proj_rank)
-  c.model.d_width = width
+  c.model = student_model(teacher.model, student)
+  c.model.d_width = student.width
   c.train.steps = steps_
   return c
 
@@ -78,15 +127,18 @@ def _finished(workdir: str, steps_: int) -> bool:
   return done
 
 
-def run_all(runs: Sequence[Run], workdir: str, teacher_name: str = "teacher", eval_num: int = 5000,
+def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: int = 5000,
             progress: bool = True) -> dict[str, dict]:
-  """Trains (or resumes) and evaluates every run in order; returns {name: eval result}."""
+  """Trains (or resumes) and evaluates every run in order; returns {name: eval result}.
+  Distill runs learn from `teacher_dir` (default workdir/teacher). Each run's training wall
+  time (summed over resumptions) is kept in its train_seconds.json and in the result."""
   results = {}
-  teacher_dir = os.path.join(workdir, teacher_name)
+  teacher_dir = teacher_dir or os.path.join(workdir, "teacher")
   for run in runs:
     wd = os.path.join(workdir, run.name)
     config = run.config
     if not _finished(wd, config.train.steps):
+      start = time.perf_counter()
       if run.kind == "distill":
         config = ml_collections.ConfigDict(config.to_dict())
         t_model, teacher = loop.load_teacher(teacher_dir, config)
@@ -95,6 +147,7 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_name: str = "teacher", ev
         loop.train(config, wd, distill.distill_task(config, teacher), progress=progress)
       else:
         loop.train(config, wd, tasks.gan_task(config, run.kind), progress=progress)
+      _add_train_seconds(wd, time.perf_counter() - start)
       if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
         raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
     eval_path = os.path.join(wd, "eval.json")
@@ -102,7 +155,20 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_name: str = "teacher", ev
       results[run.name] = json.load(open(eval_path))
     else:
       results[run.name] = evaluate.evaluate_workdir(wd, "" if run.kind != "scratch" else teacher_dir, num=eval_num)
+    results[run.name]["train_seconds"] = train_seconds(wd)
+    results[run.name]["steps"] = int(config.train.steps)
   return results
+
+
+def train_seconds(workdir: str) -> float:
+  path = os.path.join(workdir, "train_seconds.json")
+  return json.load(open(path))["seconds"] if os.path.exists(path) else float("nan")
+
+
+def _add_train_seconds(workdir: str, seconds: float) -> None:
+  before = train_seconds(workdir)
+  with open(os.path.join(workdir, "train_seconds.json"), "w") as f:
+    json.dump({"seconds": seconds + (0.0 if before != before else before)}, f)
 
 
 def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, command: str) -> str:
@@ -151,12 +217,13 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
            f"{first['counts']['reference']} images of the {first['reference_split']} split; features: "
            f"{first['feature_extractor']}. Fidelity: the same {results[names[-1]].get('fidelity', {}).get('num_z', 0)} "
            f"z through student and teacher.", "",
-           "| run | kind | G params | x fewer | MFLOPs/sample | samples/s (b256) | x faster | FID | KID | precision | recall | density | coverage | L1 to teacher | PSNR dB |",
-           "|---" * 15 + "|"]
+           "| run | kind | G params | x fewer | steps | train min | MFLOPs/sample | samples/s (b256) | x faster | FID | KID | precision | recall | density | coverage | L1 to teacher | PSNR dB |",
+           "|---" * 17 + "|"]
   for r in runs:
     e, q, fi = results[r.name]["efficiency"], results[r.name], results[r.name].get("fidelity", {})
     lines.append(
-        f"| {r.name} | {r.kind} | {e['params']:,} | {t_eff['params'] / e['params']:.1f} | {e['flops_per_sample'] / 1e6:.2f} | "
+        f"| {r.name} | {r.kind} | {e['params']:,} | {t_eff['params'] / e['params']:.1f} | {q.get('steps', r.config.train.steps)} | "
+        f"{q.get('train_seconds', float('nan')) / 60:.1f} | {e['flops_per_sample'] / 1e6:.2f} | "
         f"{e['samples_per_s_batch256']:,.0f} | {e['samples_per_s_batch256'] / t_eff['samples_per_s_batch256']:.1f} | "
         f"{q['fid']:.2f} | {q['kid']:.4f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['density']:.3f} | "
         f"{q['coverage']:.3f} | {fi.get('pixel_l1', float('nan')):.3f} | {fi.get('psnr_db', float('nan')):.1f} |")
@@ -173,9 +240,9 @@ def demo_runs(base: ml_collections.ConfigDict, tiny: bool = False) -> list[Run]:
   t_steps, s_steps = (6, 6) if tiny else (3000, 3000)
   teacher = teacher_config(base, 32, t_steps)
   return [Run("teacher", "teacher", teacher),
-          Run("distill_w8", "distill", distill_config(teacher, 8, 16, s_steps)),
-          Run("distill_w4", "distill", distill_config(teacher, 4, 16, s_steps)),
-          Run("scratch_w4", "scratch", scratch_config(teacher, 4, 16, s_steps))]
+          Run("distill_w8", "distill", distill_config(teacher, Student("dcgan", 8, 16), s_steps)),
+          Run("distill_w4", "distill", distill_config(teacher, Student("dcgan", 4, 16), s_steps)),
+          Run("scratch_w4", "scratch", scratch_config(teacher, Student("dcgan", 4, 16), s_steps))]
 
 
 def demo_base() -> ml_collections.ConfigDict:
