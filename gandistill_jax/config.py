@@ -19,9 +19,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "fashion_mnist"   # a TFDS name, or any name for idx/folder sources
-  c.data.source = "auto"          # auto | tfds | idx | folder | toy
-  c.data.path = ""                # idx/folder sources: the folder ('' = find it)
+  c.data.name = "fashion_mnist"   # a TFDS name, or any name for idx/folder/npz sources
+  c.data.source = "auto"          # auto | tfds | idx | folder | npz | toy
+  c.data.path = ""                # idx/folder: the folder ('' = find it); npz: the .npz file
   c.data.data_dir = ""            # TFDS data_dir ('' = TFDS's default)
   c.data.download = False         # let TFDS download a dataset that is not prepared
   c.data.split = "train"

@@ -149,3 +149,21 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path):
   tf.io.write_file(str(mixed / "b.png"), tf.io.encode_png(np.zeros((9, 8, 1), np.uint8)))
   with pytest.raises(DataError, match=f"{mixed / 'b.png'}: image is \\(9, 8, 1\\), but .*a.png is \\(8, 8, 1\\)"):
     pipeline.load_split(data_cfg(source="folder", path=str(mixed)), "train", 28, 1)
+
+
+def test_npz_source_reads_splits_and_refuses_float_images(tmp_path):
+  rng = np.random.default_rng(0)
+  train = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)
+  path = str(tmp_path / "d.npz")
+  np.savez(path, train_images=train, train_labels=np.arange(12) % 3, test_images=train[:4])
+  cfg = data_cfg(source="npz", name="digits", path=path)
+  images, labels = pipeline.load_split(cfg, "train", 8, 1)
+  np.testing.assert_array_equal(images[..., 0], train)
+  np.testing.assert_array_equal(labels, np.arange(12) % 3)
+  images, labels = pipeline.load_split(cfg, "test", 28, 1)
+  assert images.shape == (4, 28, 28, 1) and not labels.any()
+  with pytest.raises(DataError, match="no array 'valid_images'"):
+    pipeline.load_split(cfg, "valid", 8, 1)
+  np.savez(path, train_images=train.astype(np.float32) / 127.5 - 1)
+  with pytest.raises(DataError, match=r"float32 with values in \[-1, 1\]; store uint8"):
+    pipeline.load_split(cfg, "train", 8, 1)

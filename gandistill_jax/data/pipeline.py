@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gandistill_jax.data import folder as folder_lib, idx, local_idx, toy
+from gandistill_jax.data import folder as folder_lib, idx, local_idx, npz, toy
 from gandistill_jax.data.errors import DataError
 
 CENTER_CROPS = {"celeb_a": 140}  # the usual CelebA crop (178x218 -> 140x140) before resizing
@@ -123,8 +123,12 @@ def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int, chan
     images, labels = folder_lib.load_image_folder(cfg.path)
     images = np.array_split(images, process_count)[process_index]
     labels = np.array_split(labels, process_count)[process_index]
+  elif source == "npz":
+    images, labels = npz.load_npz_split(cfg.path, split)
+    images = np.array_split(images, process_count)[process_index]
+    labels = np.array_split(labels, process_count)[process_index]
   else:
-    raise DataError(f"data.source={source!r} is unknown; use auto, tfds, idx or folder")
+    raise DataError(f"data.source={source!r} is unknown; use auto, tfds, idx, folder or npz")
   if images.shape[-1] != channels:
     if images.shape[-1] == 1 and channels == 3:
       images = np.repeat(images, 3, axis=-1)
