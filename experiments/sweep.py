@@ -27,11 +27,13 @@ GRIDS = {
     "tiny": (("tinygan", "scratch"), (("dcgan", 2, 4),), ("random", "teacher"), (4,)),
     "small50x": (("joint", "tinygan", "gcc", "balanced", "mmd"), (("dcgan", 8, 12),), ("random", "teacher"), (2000,)),
     "family50x": (("tinygan", "balanced"), (("mobile", 12, 8),), ("random",), (2000,)),
+    "tune50x": (("pixel", "joint", "joint_td", "joint_mmd", "scratch"), (("dcgan", 8, 12),), ("teacher",), (2000, 6000)),
     "size10x": (("tinygan", "balanced", "scratch"), (("dcgan", 24, 16), ("mobile", 32, 16)), ("random", "teacher"), (3000,)),
 }
 
 
-def cells(grid: str, teacher_cfg) -> list[study.Run]:
+def cells(grid: str, teacher_cfg) -> list[tuple[str, study.Run]]:
+  """(recipe, run) for every cell of the grid."""
   recipes, students, inits, steps_list = GRIDS[grid]
   runs = []
   for recipe, (family, width, rank), init, steps_ in itertools.product(recipes, students, inits, steps_list):
@@ -39,13 +41,13 @@ def cells(grid: str, teacher_cfg) -> list[study.Run]:
     if recipe == "scratch":
       if init != inits[0]:
         continue   # a scratch student has no teacher init
-      runs.append(study.Run(f"scratch_{student.tag}_{steps_}", "scratch",
-                            study.scratch_config(teacher_cfg, student, steps_)))
+      runs.append((recipe, study.Run(f"scratch_{student.tag}_{steps_}", "scratch",
+                                     study.scratch_config(teacher_cfg, student, steps_))))
       continue
     if init == "teacher" and family != "dcgan":
       continue     # channel selection cuts DCGAN students only
-    runs.append(study.Run(f"{recipe}_{student.tag}_{init}_{steps_}", "distill",
-                          study.distill_config(teacher_cfg, student, steps_, recipe, student_init=init)))
+    runs.append((recipe, study.Run(f"{recipe}_{student.tag}_{init}_{steps_}", "distill",
+                                   study.distill_config(teacher_cfg, student, steps_, recipe, student_init=init))))
   return runs
 
 
@@ -76,14 +78,14 @@ def main():
              else evaluate.evaluate_workdir(a.teacher, num=a.eval_num))
   t_params = teacher["efficiency"]["params"]
   teacher_row = {"params": t_params, "fid": teacher["fid"], "recall": teacher["recall"]}
-  runs = [r for g in a.grid for r in cells(g, teacher_cfg) if a.only in r.name]
+  runs = [(recipe, r) for g in a.grid for recipe, r in cells(g, teacher_cfg) if a.only in r.name]
   out_path = os.path.join(a.workdir, "sweep.json")
   rows = {r["name"]: r for r in (json.load(open(out_path))["rows"] if os.path.exists(out_path) else [])}
-  for run in runs:
+  for recipe, run in runs:
     res = study.run_all([run], a.workdir, teacher_dir=a.teacher, eval_num=a.eval_num, progress=False)[run.name]
     m = run.config.student if run.kind == "distill" else run.config.model
     rows[run.name] = {
-        "name": run.name, "recipe": "scratch" if run.kind == "scratch" else run.name.split("_")[0],
+        "name": run.name, "recipe": recipe,
         "family": m.family, "width": m.g_width, "proj_rank": m.proj_rank,
         "init": run.config.distill.student_init if run.kind == "distill" else "-",
         "params": res["efficiency"]["params"], "x_fewer": t_params / res["efficiency"]["params"],

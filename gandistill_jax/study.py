@@ -76,6 +76,8 @@ def recipe(name: str, steps_: int) -> dict:
     balanced  L1 + an adversarial term whose weight is balanced against it by gradient norms
               (VQGAN, Esser et al. 2021); D learns teacher vs student (real data at 0.2)
     mmd       L1 + MMD in the frozen teacher D's features (balanced), D-free
+    joint_td  joint with the D initialised from the teacher's (Yu & Pool 2020)
+    joint_mmd joint + the balanced MMD term
   """
   tinygan_d = dict(d_loss="hinge", d_real="teacher", d_real_data_weight=0.2, d_spectral_norm=True)
   recipes = {
@@ -89,12 +91,14 @@ def recipe(name: str, steps_: int) -> dict:
                        d_real_data_weight=0.2),
       "mmd": dict(pixel_weight=1.0, mmd_weight=1.0, mmd_balance=True),
   }
+  recipes["joint_td"] = recipes["joint"] | dict(d_init="teacher")
+  recipes["joint_mmd"] = recipes["joint"] | dict(mmd_weight=1.0, mmd_balance=True)
   if name not in recipes:
     raise ValueError(f"recipe {name!r} is unknown; use one of {sorted(recipes)}")
   return recipes[name]
 
 
-RECIPES = ("pixel", "joint", "tinygan", "gcc", "balanced", "mmd")
+RECIPES = ("pixel", "joint", "tinygan", "gcc", "balanced", "mmd", "joint_td", "joint_mmd")
 
 
 def distill_config(teacher: ml_collections.ConfigDict, student: Student, steps_: int, recipe_name: str = "joint",

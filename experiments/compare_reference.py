@@ -1,0 +1,98 @@
+"""Ours vs the plain PyTorch reference (../shared/reference/torch_dcgan_train.py) at equal steps,
+every sample set scored by this package's own evaluation (same extractor, sample count
+and reference split).
+
+    pip install torch==2.13.0     # experiment-only
+    nice python experiments/compare_reference.py --workdir runs/compare --steps 4000 --widths 16
+
+Reference runs (teacher width 64; students: pixel = MSE with Adam 1e-3, joint = 0.5 MSE +
+0.5 adversarial vs a fresh width-64 D, scratch = its GAN at the student's width) write
+10,000 EMA samples as .npz; they are reused when present. Ours: the Fashion-MNIST teacher
+config, students distilled from our teacher with our `pixel` recipe (L1, Adam 1e-3), our
+default distill recipe, and our scratch baseline (the teacher's recipe at the student's
+width, a student-size D). Prints one table and writes compare.md / compare.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "configs"))
+REFERENCE = os.path.join(HERE, "..", "..", "shared", "reference", "torch_dcgan_train.py")
+
+from gandistill_jax import study  # noqa: E402
+from gandistill_jax.data import pipeline  # noqa: E402
+from gandistill_jax.eval import evaluate  # noqa: E402
+
+
+def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str) -> str:
+  path = os.path.join(workdir, name + ".npz")
+  if not os.path.exists(path):
+    cmd = [sys.executable, REFERENCE, "--mode", mode, "--width", str(width), "--steps", str(steps_),
+           "--out", name, "--dir", workdir] + (["--teacher", "ref_teacher"] if mode != "gan" else [])
+    print("running", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+  return path
+
+
+def score_npz(path: str, config, extractor, real, num: int) -> dict:
+  with np.load(path, allow_pickle=False) as f:
+    images = pipeline.to_float(f["images"][:num])
+  return evaluate.quality(extractor, real, images, extractor.model.num_classes)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--workdir", required=True)
+  ap.add_argument("--steps", type=int, default=4000)
+  ap.add_argument("--widths", type=int, nargs="+", default=[16])
+  ap.add_argument("--num", type=int, default=10000, help="samples scored per run")
+  ap.add_argument("--recipe", default=study.DEFAULT_RECIPE, help="our distill recipe in the 'joint' column")
+  a = ap.parse_args()
+  import fashion_mnist_teacher
+  os.makedirs(a.workdir, exist_ok=True)
+  teacher = fashion_mnist_teacher.get_config()
+  teacher.train.steps = a.steps
+  teacher.train.update(sample_every=1000, ckpt_every=1000)
+  ours = [study.Run("teacher", "teacher", teacher)]
+  refs = {"teacher": ("gan", 64, "ref_teacher")}
+  for w in a.widths:
+    s = study.Student("dcgan", w)
+    ours += [study.Run(f"pixel_w{w}", "distill", study.distill_config(teacher, s, a.steps, "pixel")),
+             study.Run(f"joint_w{w}", "distill", study.distill_config(teacher, s, a.steps, a.recipe)),
+             study.Run(f"scratch_w{w}", "scratch", study.scratch_config(teacher, s, a.steps))]
+    refs |= {f"pixel_w{w}": ("pixel", w, f"ref_pixel_w{w}"), f"joint_w{w}": ("joint", w, f"ref_joint_w{w}"),
+             f"scratch_w{w}": ("gan", w, f"ref_scratch_w{w}")}
+  ref_dir = os.path.join(a.workdir, "reference")
+  os.makedirs(ref_dir, exist_ok=True)
+  extractor, real = evaluate.reference(teacher)
+  rows = {}
+  for name, (mode, width, out) in refs.items():   # the teacher first: the students need it
+    rows[name] = {"reference": score_npz(reference_run(ref_dir, mode, width, a.steps, out), teacher, extractor, real, a.num)}
+  ours_results = study.run_all(ours, a.workdir, eval_num=a.num, progress=False)
+  for run in ours:
+    rows[run.name]["ours"] = ours_results[run.name]
+  lines = [f"Fashion-MNIST, {a.steps} steps per run, {a.num} samples each, FID on the package's domain-classifier "
+           f"features against the test split (lower is better); our joint column: recipe '{a.recipe}'.", "",
+           "| run | reference FID | ours FID | ours / reference | reference recall | ours recall |", "|---|---|---|---|---|---|"]
+  for name, r in rows.items():
+    ref, our = r["reference"], r["ours"]
+    lines.append(f"| {name} | {ref['fid']:.2f} | {our['fid']:.2f} | {our['fid'] / ref['fid']:.2f} | "
+                 f"{ref['recall']:.3f} | {our['recall']:.3f} |")
+  md = "\n".join(lines)
+  with open(os.path.join(a.workdir, "compare.md"), "w") as f:
+    f.write(md + "\n")
+  with open(os.path.join(a.workdir, "compare.json"), "w") as f:
+    json.dump({n: {k: {m: v[m] for m in ("fid", "kid", "precision", "recall")} for k, v in r.items()}
+               for n, r in rows.items()}, f, indent=2)
+  print(md)
+
+
+if __name__ == "__main__":
+  main()
