@@ -125,7 +125,8 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
 
   def init(rng):
     k_s, k_a, k_d, k_t = jax.random.split(rng, 4)
-    t_vars = teacher or {"g": models.init_variables(t_gen, k_t, z0),
+    # copies: the jitted step donates the state, and the caller's teacher must survive it
+    t_vars = jax.tree.map(jnp.copy, teacher) if teacher else {"g": models.init_variables(t_gen, k_t, z0),
                          "d": models.init_variables(t_disc, k_t, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))}
     s_vars = models.init_variables(s_gen, k_s, z0)
     if student_init == "teacher":

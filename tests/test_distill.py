@@ -161,3 +161,15 @@ def test_distilled_small_mlp_student_covers_the_teachers_modes():
   s_params = models.param_count(state.s_ema)
   assert s_params < models.param_count(t_state.g_ema) / 10
   assert t_modes >= 7 and s_modes >= t_modes, (t_modes, t_quality, s_modes, s_quality)
+
+
+def test_the_callers_teacher_survives_a_donating_step():
+  """The step donates its state; the teacher variables the caller passed in stay usable."""
+  config = distill_config(adv_weight=0.1)
+  teacher = random_teacher(config)
+  task = distill.distill_task(config, teacher)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  state = parallel.replicate(task.init(jax.random.key(0)), mesh)
+  step = parallel.jit_step(task.step, mesh, donate=True)
+  state, _ = step(state, parallel.host_to_global({"image": random_images(16)}, mesh), jax.random.key(1))
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(teacher))
