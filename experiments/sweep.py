@@ -22,12 +22,14 @@ from gandistill_jax.eval import evaluate
 
 # name -> (recipes, students, inits, steps). Students are (family, width, proj_rank);
 # against a width-64 DCGAN teacher (759,681 G params): dcgan w24 r16 58k (13x),
-# mobile m32 r16 71k (10.7x), dcgan w8 r12 12.7k (60x), mobile m12 r8 13k (58x).
+# mobile m32 r16 71k (10.7x), dcgan w8 r12 12.8k (59x), mobile m12 r8 13k (58x); shape50x
+# trades width for projection rank at ~12k (w4 r24, w6 r16) and sizes the demo's ~7k student.
 GRIDS = {
     "tiny": (("tinygan", "scratch"), (("dcgan", 2, 4),), ("random", "teacher"), (4,)),
     "small50x": (("joint", "tinygan", "gcc", "balanced", "mmd"), (("dcgan", 8, 12),), ("random", "teacher"), (2000,)),
     "family50x": (("tinygan", "balanced"), (("mobile", 12, 8),), ("random",), (2000,)),
     "tune50x": (("pixel", "joint", "joint_td", "joint_mmd", "scratch"), (("dcgan", 8, 12),), ("teacher",), (2000, 6000)),
+    "shape50x": (("joint",), (("dcgan", 4, 24), ("dcgan", 6, 16), ("dcgan", 4, 12), ("dcgan", 8, 6)), ("teacher",), (2000,)),
     "size10x": (("tinygan", "balanced", "scratch"), (("dcgan", 24, 16), ("mobile", 32, 16)), ("random", "teacher"), (3000,)),
 }
 
