@@ -27,7 +27,7 @@ from gandistill_jax.eval import evaluate
 GRIDS = {
     "tiny": (("tinygan", "scratch"), (("dcgan", 2, 4),), ("random", "teacher"), (4,)),
     "small50x": (("joint", "tinygan", "gcc", "balanced", "mmd"), (("dcgan", 8, 12),), ("random", "teacher"), (2000,)),
-    "family50x": (("tinygan", "balanced"), (("mobile", 12, 8),), ("random",), (2000,)),
+    "family50x": (("joint", "mmd"), (("mobile", 12, 8),), ("random",), (6000,)),
     "tune50x": (("pixel", "joint", "joint_td", "joint_mmd", "scratch"), (("dcgan", 8, 12),), ("teacher",), (2000, 6000)),
     "shape50x": (("joint",), (("dcgan", 4, 24), ("dcgan", 6, 16), ("dcgan", 4, 12), ("dcgan", 8, 6)), ("teacher",), (2000,)),
     "size10x": (("tinygan", "balanced", "scratch"), (("dcgan", 24, 16), ("mobile", 32, 16)), ("random", "teacher"), (3000,)),

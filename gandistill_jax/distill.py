@@ -72,16 +72,15 @@ def _needs_disc(dc, terms) -> bool:
   return dc.adv_weight > 0 or any(
       dc.get(k, "teacher") == "student" and dc.get(w, 0.0) > 0
       for k, w in (("dfeat_d", "dfeat_weight"), ("gcc_d", "content_weight"), ("gcc_d", "style_weight"))
-  ) or any(getattr(t, "needs_disc", False) for t in terms)
+  ) or any(t.needs_disc for t in terms)
 
 
 def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
                  extra_terms: Sequence[objectives.Term] = ()) -> Task:
   """The distill task. `teacher` = {'g': variables, 'd': variables} of the trained teacher;
-  None builds same-shape placeholders, which a restore then overwrites. `extra_terms` are
-  added to the terms the config asks for (set `needs_disc=True` as a function attribute
-  on a term's fn... or simply give the config an adversarial term) and must keep their names
-  for a resumed run to mean the same."""
+  None builds same-shape placeholders, which a restore then overwrites. `extra_terms`
+  (objectives.Term) are added to the terms the config asks for; a resumed run must be
+  given the same ones."""
   dc, latent = config.distill, config.model.latent_dim
   t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
   s_gen = models.build_generator(config.student)

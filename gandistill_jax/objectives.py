@@ -65,11 +65,13 @@ class TermInputs:
 @dataclasses.dataclass(frozen=True)
 class Term:
   """One weighted loss term. `weight` is a float or an optax schedule (step -> float);
-  `balanced` scales the term by the VQGAN gradient-norm ratio against the pixel loss."""
+  `balanced` scales the term by the VQGAN gradient-norm ratio against the pixel loss;
+  `needs_disc` asks the distill task to train a student-side D for `TermInputs.disc`."""
   name: str
   fn: Callable[[TermInputs], Array]
   weight: float | optax.Schedule = 1.0
   balanced: bool = False
+  needs_disc: bool = False
 
   def weight_at(self, step) -> Array:
     return jnp.asarray(self.weight(step) if callable(self.weight) else self.weight, jnp.float32)

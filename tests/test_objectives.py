@@ -193,3 +193,13 @@ def test_no_training_module_imports_the_evaluation_networks():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env=os.environ | {"JAX_PLATFORMS": "cpu"})
   assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_custom_term_can_ask_for_the_student_side_discriminator():
+  config = distill_config(pixel_weight=1.0)
+  fool = objectives.Term("fool", lambda t: -jnp.mean(t.disc(t.image)[0]), weight=0.1, needs_disc=True)
+  task = distill.distill_task(config, random_teacher(config), extra_terms=[fool])
+  state = task.init(jax.random.key(0))
+  before = jax.device_get(state)
+  after, m = jax.jit(task.step)(state, {"image": random_images(16)}, jax.random.key(1))
+  assert changed(before, jax.device_get(after)) == {"s_params.generator", "d_params"} and "fool" in m
