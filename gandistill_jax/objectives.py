@@ -168,22 +168,25 @@ def adversarial_term(g_loss: Callable[[Array], Array]) -> Callable[[TermInputs],
   return lambda t: g_loss(t.disc(t.image)[0])
 
 
-def _pick_disc(source: str) -> Callable[[TermInputs], DiscFn]:
+def _paired_features(source: str) -> Callable[[TermInputs], tuple[Features, Features]]:
+  """t -> (D^l(G_s(z)), sg(D^l(G_t(z)))) on the student-side or the frozen teacher D."""
   if source not in ("student", "teacher"):
     raise ValueError(f"a discriminator source {source!r} is unknown; use 'student' or 'teacher'")
-  return (lambda t: t.disc) if source == "student" else (lambda t: t.teacher_disc)
+  def pair(t):
+    d = t.disc if source == "student" else t.teacher_disc
+    return d(t.image)[1], jax.lax.stop_gradient(d(t.teacher_image)[1])
+  return pair
 
 
 def d_feature_term(source: str, layer_weights: Sequence[float], weighting: str = "uniform"
                    ) -> Callable[[TermInputs], Array]:
   """sum_l w_l |D^l(G_s(z)) - D^l(G_t(z))|_1 on `source`'s D (TinyGAN: the student-side D).
   w = `layer_weights`, or when empty 1/n each ('uniform') or TinyGAN's ('tinygan')."""
-  pick = _pick_disc(source)
+  pair = _paired_features(source)
   if weighting not in ("uniform", "tinygan"):
     raise ValueError(f"distill.dfeat_layer_weighting={weighting!r} is unknown; use 'uniform' or 'tinygan'")
   def fn(t):
-    d = pick(t)
-    s, te = d(t.image)[1], jax.lax.stop_gradient(d(t.teacher_image)[1])
+    s, te = pair(t)
     n = len(s)
     w = tuple(layer_weights) or (tinygan_layer_weights(n) if weighting == "tinygan" else (1.0 / n,) * n)
     if len(w) != n:
@@ -194,22 +197,14 @@ def d_feature_term(source: str, layer_weights: Sequence[float], weighting: str =
 
 def content_term(source: str) -> Callable[[TermInputs], Array]:
   """GCC's content loss: sum_l RMSE(D^l(G_s(z)), D^l(G_t(z)))."""
-  pick = _pick_disc(source)
-  def fn(t):
-    d = pick(t)
-    s, te = d(t.image)[1], jax.lax.stop_gradient(d(t.teacher_image)[1])
-    return sum(rmse(a, b) for a, b in zip(s, te))
-  return fn
+  pair = _paired_features(source)
+  return lambda t: sum(rmse(a, b) for a, b in zip(*pair(t)))
 
 
 def style_term(source: str) -> Callable[[TermInputs], Array]:
   """GCC's style loss: sum_l RMSE(Gram(D^l(G_s(z))), Gram(D^l(G_t(z))))."""
-  pick = _pick_disc(source)
-  def fn(t):
-    d = pick(t)
-    s, te = d(t.image)[1], jax.lax.stop_gradient(d(t.teacher_image)[1])
-    return sum(rmse(gram(a), gram(b)) for a, b in zip(s, te))
-  return fn
+  pair = _paired_features(source)
+  return lambda t: sum(rmse(gram(a), gram(b)) for a, b in zip(*pair(t)))
 
 
 def g_feature_term(t: TermInputs) -> Array:

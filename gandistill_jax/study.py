@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Sequence
@@ -172,7 +173,7 @@ def train_seconds(workdir: str) -> float:
 def _add_train_seconds(workdir: str, seconds: float) -> None:
   before = train_seconds(workdir)
   with open(os.path.join(workdir, "train_seconds.json"), "w") as f:
-    json.dump({"seconds": seconds + (0.0 if before != before else before)}, f)
+    json.dump({"seconds": seconds + (0.0 if math.isnan(before) else before)}, f)
 
 
 def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, command: str) -> str:

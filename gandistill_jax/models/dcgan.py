@@ -34,6 +34,12 @@ def default_num_up(image_size: int) -> int:
   return _DEFAULT_NUM_UP[image_size]
 
 
+def stage_channels(width: int, image_size: int, num_up: int = 0) -> list[int]:
+  """Channels of the generator's stages, coarse to fine: width * 2**(n - 1 - i)."""
+  n = num_up or default_num_up(image_size)
+  return [width * 2**(n - 1 - i) for i in range(n)]
+
+
 def _start_size(image_size: int, num_up: int) -> int:
   s0, rem = divmod(image_size, 2**num_up)
   if rem or s0 < 1:
@@ -51,14 +57,9 @@ class Generator(nn.Module):
   proj_rank: int = 0       # 0: a full-rank latent projection
   bn_momentum: float = 0.9
 
-  @property
-  def stage_channels(self) -> list[int]:
-    n = self.num_up or default_num_up(self.image_size)
-    return [self.width * 2**(n - 1 - i) for i in range(n)]
-
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False, return_features: bool = False):
-    chans = self.stage_channels
+    chans = stage_channels(self.width, self.image_size, self.num_up)
     s0 = _start_size(self.image_size, len(chans))
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)
     h = z

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gandistill_jax.models.dcgan import _INIT, _start_size, default_num_up
+from gandistill_jax.models.dcgan import _INIT, _start_size, stage_channels
 
 UPSAMPLE = ("nearest", "bilinear")
 
@@ -64,16 +64,11 @@ class MobileGenerator(nn.Module):
   batch_norm: bool = True
   bn_momentum: float = 0.9
 
-  @property
-  def stage_channels(self) -> list[int]:
-    n = self.num_up or default_num_up(self.image_size)
-    return [self.width * 2**(n - 1 - i) for i in range(n)]
-
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False, return_features: bool = False):
     if self.upsample not in UPSAMPLE:
       raise ValueError(f"model.upsample={self.upsample!r} is unknown; use one of {UPSAMPLE}")
-    chans = self.stage_channels
+    chans = stage_channels(self.width, self.image_size, self.num_up)
     s0 = _start_size(self.image_size, len(chans))
     h = z
     if self.proj_rank:
