@@ -171,7 +171,7 @@ def adversarial_term(g_loss: Callable[[Array], Array]) -> Callable[[TermInputs],
 def _paired_features(source: str) -> Callable[[TermInputs], tuple[Features, Features]]:
   """t -> (D^l(G_s(z)), sg(D^l(G_t(z)))) on the student-side or the frozen teacher D."""
   if source not in ("student", "teacher"):
-    raise ValueError(f"a discriminator source {source!r} is unknown; use 'student' or 'teacher'")
+    raise ValueError(f"distill.dfeat_d or distill.gcc_d={source!r} is unknown; use 'student' or 'teacher'")
   def pair(t):
     d = t.disc if source == "student" else t.teacher_disc
     return d(t.image)[1], jax.lax.stop_gradient(d(t.teacher_image)[1])
