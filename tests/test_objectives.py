@@ -5,7 +5,6 @@ import dataclasses
 import os
 import pathlib
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from gandistill_jax import distill, objectives, parallel, study
 from helpers import random_images
-from test_distill import changed, distill_config, random_teacher, setup
+from test_distill import assert_one_and_eight_devices_agree, changed, distill_config, random_teacher, setup
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -153,14 +152,7 @@ def test_tinygan_recipe_on_one_and_eight_devices_with_batch_norm_d():
   config = distill_config(**(TINYGAN | dict(d_spectral_norm=False, mmd_weight=0.5, mmd_balance=True)))
   config.teacher_model.d_batch_norm = True
   config.model.d_batch_norm = True
-  results = []
-  with jax.default_matmul_precision("highest"):
-    for n in (1, 8):
-      _, state, step, mesh = setup(config, jax.devices()[:n])
-      for i in range(2):
-        state, m = step(state, parallel.host_to_global({"image": random_images(16, seed=i)}, mesh), jax.random.key(3))
-      results.append(jax.device_get((state, m)))
-  chex.assert_trees_all_close(results[0], results[1], atol=1e-5, rtol=1e-4)
+  assert_one_and_eight_devices_agree(config)
 
 
 TRAINING_MODULES = ("distill", "objectives", "steps", "losses", "loop", "tasks", "prune", "state",

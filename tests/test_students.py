@@ -5,9 +5,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gandistill_jax import distill, models, parallel, prune
-from helpers import random_images, tiny_config
-from test_distill import distill_config, random_teacher, setup
+from gandistill_jax import distill, models, prune
+from helpers import tiny_config
+from test_distill import assert_pixel_loss_falls_tenfold, distill_config, random_teacher
 
 
 def teacher_variables(cfg, seed=3):
@@ -103,10 +103,4 @@ def test_mobile_student_learns_the_teacher_by_distillation():
   config = distill_config(student_width=4, pixel_p=2)
   config.student.family = "mobile"
   config.optim.g_lr = 2e-3
-  task, state, step, mesh = setup(config, jax.devices()[:1])
-  batch = parallel.host_to_global({"image": random_images(16)}, mesh)
-  losses = []
-  for _ in range(300):
-    state, m = step(state, batch, jax.random.key(1))
-    losses.append(float(m["pixel"]))
-  assert np.mean(losses[-10:]) < np.mean(losses[:10]) / 10, (losses[:3], losses[-3:])
+  assert_pixel_loss_falls_tenfold(config)
