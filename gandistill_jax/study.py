@@ -115,9 +115,13 @@ def distill_config(teacher: ml_collections.ConfigDict, student: Student, steps_:
 
 
 def scratch_config(teacher: ml_collections.ConfigDict, student: Student, steps_: int):
+  """The student trained adversarially from scratch with the teacher's recipe and the
+  teacher's discriminator: D is a training aid that is never deployed, so the baseline gets
+  the same D capacity as the teacher (and the PyTorch reference's scratch run); a
+  student-size D made the baseline needlessly weak (Fashion-MNIST w16, 4000 steps: FID 48.9
+  with D width 16)."""
   c = ml_collections.ConfigDict(teacher.to_dict())
   c.model = student_model(teacher.model, student)
-  c.model.d_width = student.width
   c.train.steps = steps_
   return c
 
