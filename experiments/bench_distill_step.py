@@ -45,9 +45,8 @@ def main():
   for width, rank in ((16, 0), (4, 16)):
     for name, adv in (("pixel", 0.0), ("joint", 0.05)):
       d = ml_collections.ConfigDict(c.to_dict())
-      d.student = ml_collections.ConfigDict(c.model.to_dict())
-      d.student.update(g_width=width, proj_rank=rank)
       d.teacher_model = ml_collections.ConfigDict(c.model.to_dict())
+      d.model.update(g_width=width, proj_rank=rank)
       d.distill = distill.default_distill_config()
       d.distill.adv_weight = adv
       rate = steps_per_s(distill.distill_task(d), a.steps)

@@ -42,7 +42,7 @@ def _params_order(run: study.Run) -> int:
   """Smallest student first (STUDENTS lists them largest first); the teacher sorts apart."""
   if run.kind == "teacher":
     return 0
-  m = run.config.student if run.kind == "distill" else run.config.model
+  m = run.config.model
   return -STUDENTS.index(study.Student(m.family, m.g_width, m.proj_rank))
 
 

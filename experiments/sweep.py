@@ -85,7 +85,7 @@ def main():
   rows = {r["name"]: r for r in (json.load(open(out_path))["rows"] if os.path.exists(out_path) else [])}
   for recipe, run in runs:
     res = study.run_all([run], a.workdir, teacher_dir=a.teacher, eval_num=a.eval_num, progress=False)[run.name]
-    m = run.config.student if run.kind == "distill" else run.config.model
+    m = run.config.model
     rows[run.name] = {
         "name": run.name, "recipe": recipe,
         "family": m.family, "width": m.g_width, "proj_rank": m.proj_rank,

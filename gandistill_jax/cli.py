@@ -35,7 +35,7 @@ def resolve_config(args):
     config = loop.load_config(args.workdir)
   else:
     raise UsageError(f"--workdir {args.workdir} holds no run yet; give --config to start one")
-  return config_lib.apply_overrides(config, args.set or [])
+  return config_lib.apply_overrides(config_lib.upgrade(config), args.set or [])
 
 
 def cmd_train(args, kind: str) -> None:
@@ -47,12 +47,13 @@ def cmd_train(args, kind: str) -> None:
 
 
 def distill_config(args):
-  """The run's config with the teacher's architecture recorded as config.teacher_model."""
+  """The run's config (`model` = the student) with the teacher's architecture recorded as
+  config.teacher_model."""
   import ml_collections
   from gandistill_jax import loop
   config = resolve_config(args)
-  if "distill" not in config or "student" not in config:
-    raise UsageError("the config has no 'distill'/'student' sections; use a distill config "
+  if "distill" not in config:
+    raise UsageError("the config has no 'distill' section; use a distill config "
                      "(e.g. experiments/configs/fashion_mnist_distill.py)")
   teacher_model, teacher = loop.load_teacher(args.teacher, config)
   config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
@@ -82,7 +83,7 @@ def cmd_dump_teacher(args) -> None:
 
 def cmd_eval(args) -> None:
   from gandistill_jax.eval import evaluate
-  r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num)
+  r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num, overrides=args.set or [])
   print(evaluate.summary_table({os.path.basename(os.path.normpath(args.workdir)): r}))
   print(f"wrote {os.path.join(args.workdir, 'eval.json')} ({r['counts']['generated']} samples vs "
         f"{r['counts']['reference']} {r['reference_split']} images; {r['feature_extractor']})")
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--workdir", required=True)
   q.add_argument("--teacher", help="a teacher workdir, for the fidelity of a non-distill run")
   q.add_argument("--num", type=int, default=10000, help="generated samples")
+  q.add_argument("--set", action="append", metavar="KEY=VALUE",
+                 help="a data.* or eval.* value for this evaluation, e.g. eval.cache_dir=... (repeatable)")
   q.set_defaults(func=cmd_eval)
 
   q = sub.add_parser("demo", help="the main job: teacher, distilled and scratch students, eval, report")

@@ -28,7 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "test"
 
   c.model = ml_collections.ConfigDict()
-  c.model.family = "dcgan"        # dcgan | mobile (generator only; DCGAN D) | mlp
+  c.model.family = "dcgan"        # dcgan | mobile (generator only) | mlp | 'package.module:Name'
+  c.model.d_family = ""           # '' = the family's own D (else dcgan) | dcgan | mlp | 'package.module:Name'
   c.model.image_size = 32         # 28, 32 or 64 (data are resized/padded to it)
   c.model.channels = 1
   c.model.latent_dim = 100
@@ -89,7 +90,8 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
 # runs did: a saved config without the key resumes under exactly this value. Keyed by the
 # full key, or by its last part for keys every model section has.
 LEGACY_DEFAULTS = {
-    "d_batch_norm": False, "reuse_fake": False, "expand": 2, "upsample": "nearest", "g_batch_norm": True,
+    "d_batch_norm": False, "reuse_fake": False, "d_family": "", "expand": 2, "upsample": "nearest",
+    "g_batch_norm": True,
     "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
     "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
     "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",
@@ -98,6 +100,19 @@ LEGACY_DEFAULTS = {
     "distill.mmd_balance": False, "distill.d_spectral_norm": False, "distill.d_loss": "",
     "distill.d_real": "data", "distill.d_real_data_weight": 0.0,
 }
+
+
+def upgrade(config):
+  """A saved or user config in the current layout (a dict or ConfigDict; returned as given
+  type). Distill configs once had three model sections: `model` (the teacher's), `student`
+  and `teacher_model`; now `model` is always the model the run trains (the student) and
+  `teacher_model` is recorded from the teacher's workdir."""
+  if "distill" in config and "student" in config:
+    as_dict = isinstance(config, dict)
+    d = dict(config) if as_dict else config.to_dict()
+    d["model"] = d.pop("student")
+    return d if as_dict else ml_collections.ConfigDict(d)
+  return config
 
 
 def _legacy_default(key: str):
@@ -159,7 +174,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def math_differences(saved: dict, current: dict) -> list[str]:
   """'key: saved -> current' for every key that changes the math of a run."""
-  a, b = flatten(saved), flatten(json.loads(json.dumps(current)))
+  a, b = flatten(upgrade(saved)), flatten(upgrade(json.loads(json.dumps(current))))
   a |= {k: _legacy_default(k) for k in b if k not in a and _legacy_default(k) is not _MISSING}
   keys = sorted(set(a) | set(b))
   return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys

@@ -77,16 +77,20 @@ def _needs_disc(dc, terms) -> bool:
 
 def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
                  extra_terms: Sequence[objectives.Term] = ()) -> Task:
-  """The distill task. `teacher` = {'g': variables, 'd': variables} of the trained teacher;
+  """The distill task: `config.model` is the student, `config.teacher_model` the teacher's
+  architecture (as recorded from its workdir). `teacher` = {'g': variables, 'd': variables} of the trained teacher;
   None builds same-shape placeholders, which a restore then overwrites. `extra_terms`
   (objectives.Term) are added to the terms the config asks for; a resumed run must be
   given the same ones."""
+  if "teacher_model" not in config:
+    raise ValueError("the distill config has no teacher_model; it is recorded from the teacher's workdir: "
+                     "use gandistill_jax.distill(config, teacher_dir, workdir) or `gandistill distill --teacher`")
   dc, latent = config.distill, config.model.latent_dim
   t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
-  s_gen = models.build_generator(config.student)
+  s_gen = models.build_generator(config.model)
   d_cfg = ml_collections.ConfigDict(config.teacher_model.to_dict())
   if dc.d_init == "fresh":
-    d_cfg.d_width = dc.d_width or config.student.g_width
+    d_cfg.d_width = dc.d_width or config.model.g_width
     if dc.get("d_spectral_norm", False):
       d_cfg.update(d_spectral_norm=True, d_batch_norm=False)
   elif dc.d_init != "teacher":
@@ -129,7 +133,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
                          "d": models.init_variables(t_disc, k_t, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))}
     s_vars = models.init_variables(s_gen, k_s, z0)
     if student_init == "teacher":
-      s_vars = prune.student_from_teacher(t_vars["g"], config.teacher_model, config.student, s_vars,
+      s_vars = prune.student_from_teacher(t_vars["g"], config.teacher_model, config.model, s_vars,
                                           dc.get("prune_by", "bn_scale"))
     t_shapes = _feature_shapes(t_gen, t_vars["g"], z0)
     s_shapes = _feature_shapes(s_gen, s_vars, z0)

@@ -152,7 +152,7 @@ def load_generator(path: str, which: str = "auto") -> LoadedGenerator:
 def _model_config(config, which: str):
   if which == "teacher":
     return config.teacher_model
-  return config.student if "distill" in config else config.model
+  return config.model
 
 
 def export_workdir(workdir: str, out: str, which: str = "auto") -> dict:
@@ -161,5 +161,5 @@ def export_workdir(workdir: str, out: str, which: str = "auto") -> dict:
   gen, variables, config = workdir_generator_variables(workdir, which)
   model_cfg = _model_config(config, which)
   return export_generator(gen, variables, config.model.latent_dim, models.sample_shape(model_cfg), out,
-                          {"which": which, "workdir": os.path.abspath(workdir),
+                          {"which": which, "workdir": os.path.basename(os.path.normpath(workdir)),
                            "params": models.param_count(variables["params"])})

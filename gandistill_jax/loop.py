@@ -68,7 +68,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{workdir} has no config.json; is it a gandistill workdir?")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(config_lib.upgrade(json.load(f)))
 
 
 def abstract_state(task: Task, mesh) -> Any:
@@ -95,8 +95,16 @@ def restore_latest(task: Task, workdir: str, mesh) -> tuple[Any, jax.Array, int]
 class MetricsWriter:
   """metrics.jsonl (one JSON object per line) and TensorBoard events under workdir/tb."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, start: int = 0):
+    """A run resumed at `start` drops the lines logged after that checkpoint (the steps it
+    will log again), so every step appears once."""
     self.path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start]
+      with open(self.path + ".tmp", "w") as f:
+        f.writelines(kept)
+      os.replace(self.path + ".tmp", self.path)
     self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
   def write(self, step: int, metrics: dict) -> None:
@@ -110,8 +118,12 @@ class MetricsWriter:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: EvalFn | None = None,
-          mesh=None, progress: bool = True) -> Any:
-  """Runs (or resumes) `task` in `workdir` until config.train.steps; returns the final state."""
+          mesh=None, progress: bool = True, data=None) -> Any:
+  """Runs (or resumes) `task` in `workdir` until config.train.steps; returns the final state.
+
+  `data`: the caller's training images instead of config.data: a uint8 array (N, H, W[, C]),
+  (images, labels), or a finite tf.data.Dataset (data.arrays.from_user_data). A resumed
+  run must be given the same data (it is not saved in the workdir)."""
   tr = config.train
   check_or_write_config(config, workdir)
   mesh = mesh or parallel.make_mesh()
@@ -125,12 +137,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
     ckpt.close()
     state, step_key, start = restore_latest(task, workdir, mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
-  stream = pipeline.train_stream(config, task.global_batch)
+  stream = pipeline.train_stream(config, task.global_batch, data)
   step_fn = parallel.jit_step(task.step, mesh)
   variables_fn = jax.jit(task.generator_variables)
   fixed_z = steps.sample_latent(keys["samples"], 64, task.latent_dim)
   sample_fn = jax.jit(lambda v, z: task.generator.apply(v, z))
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, start)
 
   def save(step, metrics=None):
     meta = {"step": step, "data_step": step, "kind": task.kind, "config": json.loads(config.to_json())}
@@ -141,12 +153,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
   batches = stream.iterate(start)
   bar = tqdm.tqdm(total=tr.steps, initial=start, disable=not progress, dynamic_ncols=True,
                   desc=f"{task.kind} {os.path.basename(os.path.normpath(workdir))}")
-  step, t_log = start, time.perf_counter()
+  # steps_per_s times training steps only: the clock restarts after the first step (which
+  # compiles) and after every sample grid, eval and checkpoint.
+  step, t_log, step_log = start, time.perf_counter(), start
   try:
     while step < tr.steps and not stop["requested"]:
       state, metrics = step_fn(state, parallel.host_to_global(next(batches), mesh), step_key)
       step += 1
       bar.update(1)
+      if step == start + 1:
+        jax.block_until_ready(metrics)
+        t_log, step_log = time.perf_counter(), step
       log_now = step % tr.log_every == 0 or step == tr.steps
       ckpt_now = step % tr.ckpt_every == 0 or step == tr.steps
       eval_now = bool(eval_fn) and tr.eval_every > 0 and (step % tr.eval_every == 0 or step == tr.steps)
@@ -158,8 +175,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
                                f"(step {ckpt.latest_step()}) is kept in {workdir}/checkpoints")
       if log_now:
         now = time.perf_counter()
-        values["steps_per_s"] = tr.log_every / max(now - t_log, 1e-9)
-        t_log = now
+        if step > step_log:
+          values["steps_per_s"] = (step - step_log) / max(now - t_log, 1e-9)
+        t_log, step_log = now, step
         writer.write(step, values)
         bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "loss")})
       if step % tr.sample_every == 0 or step == tr.steps:
@@ -171,6 +189,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
         writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
       if ckpt_now or eval_now:
         save(step, eval_metrics)
+      t_log, step_log = time.perf_counter(), step
     if stop["requested"] and ckpt.latest_step() != step:
       save(step)
   finally:
@@ -189,7 +208,7 @@ def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
   t_config = load_config(teacher_dir)
   if "distill" in t_config:
     raise ValueError(f"--teacher {teacher_dir} is a distill run; give a teacher workdir")
-  for key in ("family", "image_size", "channels", "latent_dim"):
+  for key in ("image_size", "channels", "latent_dim"):
     if t_config.model[key] != config.model[key]:
       raise ValueError(f"--teacher {teacher_dir} has model.{key}={t_config.model[key]!r} but this config "
                        f"has {config.model[key]!r}; they must match")

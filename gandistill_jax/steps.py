@@ -5,6 +5,7 @@ a function of (seed, step) alone, which is what makes killed runs resume bitwise
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import flax.linen as nn
@@ -183,6 +184,9 @@ def recompute_batch_stats(gen: nn.Module, params, stats, rng: jax.Array, latent_
   """
   if not stats:
     return stats
+  if "bn_momentum" not in {f.name for f in dataclasses.fields(gen)}:
+    raise ValueError(f"{type(gen).__name__} has batch norm but no bn_momentum field; a generator with "
+                     f"batch norm needs one (models.GeneratorModule) so its EMA weights get their own statistics")
   z = sample_latent(rng, num, latent_dim)
   _, new_stats = apply_model(gen.clone(bn_momentum=0.0), params, stats, z, train=True)
   return new_stats

@@ -17,3 +17,21 @@ def pytest_configure(config):
 @pytest.fixture(scope="session", autouse=True)
 def _eight_devices():
   assert len(jax.devices()) == 8, "tests expect 8 fake CPU devices (XLA_FLAGS set too late?)"
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_eval(tmp_path_factory):
+  """(config, extractor, real features): the real Fashion-MNIST domain classifier and test
+  features, trained once per session into a temporary cache (needs Debian's files)."""
+  from gandistill_jax import config as config_lib
+  from gandistill_jax.data import idx
+  from gandistill_jax.eval import evaluate
+  if not os.path.isdir(idx.DEBIAN_FASHION_MNIST):
+    pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it, so CI always runs this)")
+  root = tmp_path_factory.mktemp("fashion_mnist_eval")
+  config = config_lib.base_config()
+  config.model.update(image_size=28, channels=1)
+  config.data.data_dir = str(root / "tfds")
+  config.eval.cache_dir = str(root / "cache")
+  extractor, real = evaluate.reference(config)
+  return config, extractor, real

@@ -165,5 +165,5 @@ def test_npz_source_reads_splits_and_refuses_float_images(tmp_path):
   with pytest.raises(DataError, match="no array 'valid_images'"):
     pipeline.load_split(cfg, "valid", 8, 1)
   np.savez(path, train_images=train.astype(np.float32) / 127.5 - 1)
-  with pytest.raises(DataError, match=r"float32 with values in \[-1, 1\]; store uint8"):
+  with pytest.raises(DataError, match=r"float32 with values in \[-1, 1\]; give uint8"):
     pipeline.load_split(cfg, "train", 8, 1)

@@ -13,9 +13,8 @@ from helpers import random_images, teacher_setup, tiny_config
 
 def distill_config(student_width=2, **distill_kw):
   c = tiny_config(g_width=8, d_width=8)
-  c.student = ml_collections.ConfigDict(c.model.to_dict())
-  c.student.g_width = student_width
   c.teacher_model = ml_collections.ConfigDict(c.model.to_dict())
+  c.model.g_width = student_width
   c.distill = default_distill_config()
   c.distill.update(distill_kw)
   return c
@@ -156,8 +155,7 @@ def test_distilled_small_mlp_student_covers_the_teachers_modes():
              "d": {"params": t_state.d_params, "batch_stats": {}}}
   d_cfg = config.copy_and_resolve_references()
   d_cfg.teacher_model = ml_collections.ConfigDict(config.model.to_dict())
-  d_cfg.student = ml_collections.ConfigDict(config.model.to_dict())
-  d_cfg.student.update(g_width=32, g_depth=2)
+  d_cfg.model.update(g_width=32, g_depth=2)
   d_cfg.distill = default_distill_config()
   d_cfg.distill.pixel_p = 2
   d_cfg.train.batch_size = 256

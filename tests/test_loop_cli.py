@@ -165,8 +165,8 @@ DISTILL = os.path.join(REPO, "experiments", "configs", "fashion_mnist_distill.py
 def test_distill_online_and_offline_through_the_cli(tmp_path, idx_data):
   teacher = str(tmp_path / "teacher")
   run_cli("train-teacher", "--config", QUICK, "--workdir", teacher, "--quiet", *sets(*idx_data, "train.steps=4"))
-  small = sets(*idx_data, "model.g_width=8", "model.d_width=8", "model.latent_dim=32", "student.latent_dim=32",
-               "student.g_width=2", "train.steps=4", "train.batch_size=16", "distill.warmup_steps=2")
+  small = sets(*idx_data, "model.latent_dim=32", "model.g_width=2", "train.steps=4", "train.batch_size=16",
+               "distill.warmup_steps=2")
   run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "online"), "--quiet", *small)
   saved = json.load(open(tmp_path / "online" / "config.json"))
   assert saved["teacher_model"]["g_width"] == 8 and saved["distill"]["teacher_dir"] == teacher

@@ -1,5 +1,3 @@
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +5,7 @@ import pytest
 import scipy.linalg
 
 from gandistill_jax import config as config_lib, models
-from gandistill_jax.data import idx, pipeline
-from gandistill_jax.eval import classifier, efficiency, metrics
+from gandistill_jax.eval import classifier, efficiency, evaluate, metrics
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_matches_scipys_formula():
@@ -70,17 +67,9 @@ def test_efficiency_is_positive_and_conv_flops_grow_about_4x_with_width():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir(idx.DEBIAN_FASHION_MNIST), reason="Debian's dataset-fashion-mnist is not "
-                    "installed (.ci/run installs it, so CI always runs this)")
-def test_domain_classifier_reaches_90_percent_on_real_fashion_mnist(tmp_path):
-  cfg = config_lib.base_config().data
-  cfg.data_dir = str(tmp_path / "tfds")
-  train, test = pipeline.load_split(cfg, "train", 28, 1), pipeline.load_split(cfg, "test", 28, 1)
-  extractor = classifier.load_or_train(str(tmp_path / "cache"), "fashion_mnist-28",
-                                       lambda: (pipeline.to_float(train[0]), train[1]),
-                                       (pipeline.to_float(test[0]), test[1]))
-  assert extractor.test_accuracy >= 0.90
-  cached = classifier.load_or_train(str(tmp_path / "cache"), "fashion_mnist-28", None, None)
+def test_domain_classifier_reaches_90_percent_on_real_fashion_mnist(fashion_mnist_eval):
+  config, extractor, real = fashion_mnist_eval
+  assert extractor.test_accuracy >= 0.90 and real.shape == (10000, classifier.FEATURE_DIM)
+  cached, cached_real = evaluate.reference(config)
   assert cached.test_accuracy == extractor.test_accuracy
-  _, feats = cached.logits_and_features(pipeline.to_float(test[0][:64]))
-  assert feats.shape == (64, classifier.FEATURE_DIM)
+  np.testing.assert_array_equal(cached_real, real)

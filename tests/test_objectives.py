@@ -107,7 +107,7 @@ def test_teacher_as_real_discriminator_sees_teacher_and_data_at_their_weights():
   z = distill.distill_latent(jax.random.key(1), 0, 16, config.model.latent_dim)
   t_img = models.build_generator(config.teacher_model).apply(state.teacher_g, z)
   s_img, _ = steps.apply_model(task.generator, state.s_params["generator"], state.s_stats, z, train=True)
-  d = models.Discriminator(image_size=28, width=config.student.g_width)
+  d = models.Discriminator(image_size=28, width=config.model.g_width)
   logit = lambda x: d.apply({"params": state.d_params}, x)
   ref = (losses.minimax_d(logit(t_img), logit(s_img)) + 0.2 * losses.minimax_d(logit(real), logit(s_img)))
   np.testing.assert_allclose(float(m["d_loss"]), float(ref), rtol=1e-4)

@@ -77,7 +77,7 @@ def test_distill_task_starts_a_teacher_initialised_student_from_the_teacher():
   np.testing.assert_array_equal(full.generator.apply(s_vars, z), t_gen.apply(teacher["g"], z))
   half_cfg = distill_config(student_width=4, student_init="teacher", prune_by="l1")
   half = distill.distill_task(half_cfg, teacher).init(jax.random.key(0))
-  expected = prune.student_from_teacher(teacher["g"], half_cfg.teacher_model, half_cfg.student,
+  expected = prune.student_from_teacher(teacher["g"], half_cfg.teacher_model, half_cfg.model,
                                         {"params": half.s_params["generator"], "batch_stats": half.s_stats}, "l1")
   got = {"params": half.s_params["generator"], "batch_stats": half.s_stats}
   for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
@@ -101,6 +101,6 @@ def test_mobile_generator_matches_the_dcgan_contract(upsample):
 
 def test_mobile_student_learns_the_teacher_by_distillation():
   config = distill_config(student_width=4, pixel_p=2)
-  config.student.family = "mobile"
+  config.model.family = "mobile"
   config.optim.g_lr = 2e-3
   assert_pixel_loss_falls_tenfold(config)

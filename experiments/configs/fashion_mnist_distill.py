@@ -1,17 +1,18 @@
 """Distill the Fashion-MNIST teacher into a DCGAN student with the default recipe.
 
     gandistill distill --config experiments/configs/fashion_mnist_distill.py \
-        --teacher runs/teacher --workdir runs/distill_w16 --set student.g_width=16
+        --teacher runs/teacher --workdir runs/distill_w16 --set model.g_width=16
 
 The recipe (study.DEFAULT_RECIPE, chosen by experiments/sweep.py): the student is cut from
 the teacher (the teacher's strongest channels, its latent projection by truncated SVD),
 then trained on L1 to the teacher plus 0.05 x a non-saturating adversarial term against a
 student-size D on real data, after a 500-step pixel-only warm-up. Students of the study:
-widths 32 and 16 full rank, `--set student.g_width=24 --set student.proj_rank=16` (13x
-fewer parameters) and `student.g_width=8, proj_rank=12` (59x).
-"""
-import ml_collections
+widths 32 and 16 full rank, `--set model.g_width=24 --set model.proj_rank=16` (13x
+fewer parameters) and `model.g_width=8, proj_rank=12` (59x).
 
+`model` is the student; the teacher's architecture is read from its workdir (recorded as
+`teacher_model` in the run's config.json).
+"""
 from gandistill_jax import study
 from gandistill_jax.config import base_config
 from gandistill_jax.distill import default_distill_config
@@ -20,10 +21,7 @@ from gandistill_jax.distill import default_distill_config
 def get_config():
   c = base_config()
   c.data.name = "fashion_mnist"
-  c.model.update(image_size=28, channels=1, g_width=64, d_width=64, latent_dim=100, d_batch_norm=True)
-  c.student = ml_collections.ConfigDict(c.model.to_dict())
-  c.student.update(g_width=16, proj_rank=0)
-  c.teacher_model = ml_collections.ConfigDict(c.model.to_dict())  # replaced by the teacher's at run time
+  c.model.update(image_size=28, channels=1, g_width=16, proj_rank=0, latent_dim=100)
   c.distill = default_distill_config()
   c.distill.teacher_dir = ""
   c.distill.update(study.recipe(study.DEFAULT_RECIPE, 4000), student_init=study.DEFAULT_INIT)

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from gandistill_jax.data.arrays import check_images
 from gandistill_jax.data.errors import DataError
 
 
@@ -31,15 +32,4 @@ def load_npz_split(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
                       f"as {key} (uint8, N x H x W [x C]) and optionally its labels as {split}_labels")
     images = f[key]
     labels = f[f"{split}_labels"] if f"{split}_labels" in f.files else np.zeros(len(images), np.int64)
-  if images.dtype != np.uint8:
-    lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
-    raise DataError(f"{path}: {key} is {images.dtype} with values in [{lo:.3g}, {hi:.3g}]; store uint8 in "
-                    f"[0, 255] (from [-1, 1]: np.round((x + 1) * 127.5).astype(np.uint8))")
-  if images.ndim == 3:
-    images = images[..., None]
-  if images.ndim != 4 or len(images) == 0:
-    raise DataError(f"{path}: {key} has shape {images.shape}; expected (N, H, W) or (N, H, W, C) with N > 0")
-  if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-    raise DataError(f"{path}: {split}_labels has shape {labels.shape} and dtype {labels.dtype}; expected "
-                    f"({len(images)},) integers")
-  return images, labels.astype(np.int64)
+  return check_images(images, labels, f"{path}: {key}")

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gandistill_jax.data import folder as folder_lib, idx, local_idx, npz, toy
+from gandistill_jax.data import arrays, folder as folder_lib, idx, local_idx, npz, toy
 from gandistill_jax.data.errors import DataError
 
 CENTER_CROPS = {"celeb_a": 140}  # the usual CelebA crop (178x218 -> 140x140) before resizing
@@ -129,13 +129,18 @@ def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int, chan
     labels = np.array_split(labels, process_count)[process_index]
   else:
     raise DataError(f"data.source={source!r} is unknown; use auto, tfds, idx, folder or npz")
+  return fit_images(images, cfg.name, image_size, channels), labels
+
+
+def fit_images(images: np.ndarray, name: str, image_size: int, channels: int) -> np.ndarray:
+  """uint8 images brought to the model's channels (gray -> RGB by repetition) and size."""
   if images.shape[-1] != channels:
     if images.shape[-1] == 1 and channels == 3:
       images = np.repeat(images, 3, axis=-1)
     else:
-      raise DataError(f"dataset {cfg.name!r} has {images.shape[-1]} channels, the model wants "
+      raise DataError(f"dataset {name!r} has {images.shape[-1]} channels, the model wants "
                       f"{channels}; set model.channels={images.shape[-1]}")
-  return resize_images(images, image_size, CENTER_CROPS.get(cfg.name, 0)), labels
+  return resize_images(images, image_size, CENTER_CROPS.get(name, 0))
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -254,13 +259,20 @@ def local_batch_size(global_batch: int, process_count: int | None = None) -> int
   return global_batch // process_count
 
 
-def train_stream(config: ml_collections.ConfigDict, global_batch: int):
-  """The training stream of this process for `config` (a full run config)."""
+def train_stream(config: ml_collections.ConfigDict, global_batch: int, data=None):
+  """The training stream of this process for `config` (a full run config). `data`: the
+  caller's own images instead of config.data (see arrays.from_user_data); each process
+  keeps its part."""
   p, n = jax.process_index(), jax.process_count()
-  if config.data.source == "toy":
+  if data is not None:
+    images, labels = arrays.from_user_data(data)
+    images = fit_images(np.array_split(images, n)[p], "user data", config.model.image_size, config.model.channels)
+    labels = np.array_split(labels, n)[p]
+  elif config.data.source == "toy":
     return ToyStream(local_batch_size(global_batch, n), config.seed, p)
-  images, labels = load_split(config.data, config.data.split, config.model.image_size,
-                              config.model.channels, p, n)
+  else:
+    images, labels = load_split(config.data, config.data.split, config.model.image_size,
+                                config.model.channels, p, n)
   stream = BatchStream(images, labels, local_batch_size(global_batch, n), config.seed, p)
   if "distill" in config and config.distill.mode == "offline":
     z, teacher = load_offline_set(config.distill.offline_path)

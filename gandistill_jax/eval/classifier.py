@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from typing import Callable
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 FEATURE_DIM = 128
 
@@ -39,7 +41,7 @@ class Classifier(nn.Module):
 
 
 def train_classifier(images, labels, num_classes: int, seed: int = 0, epochs: int = 3, batch: int = 128,
-                     lr: float = 1e-3):
+                     lr: float = 1e-3, progress: bool = False):
   """Params of a Classifier trained with Adam on float images in [-1, 1]."""
   model = Classifier(num_classes)
   params = model.init(jax.random.key(seed), jnp.zeros((1,) + images.shape[1:]))["params"]
@@ -56,11 +58,14 @@ def train_classifier(images, labels, num_classes: int, seed: int = 0, epochs: in
     return optax.apply_updates(params, updates), opt
 
   rng = np.random.default_rng(seed)
+  bar = tqdm.tqdm(total=steps_total, desc="domain classifier", disable=not progress, dynamic_ncols=True)
   for _ in range(epochs):
     order = rng.permutation(len(images))
     for i in range(0, len(order) - batch + 1, batch):
       idx = order[i:i + batch]
       params, opt = step(params, opt, images[idx], labels[idx])
+      bar.update(1)
+  bar.close()
   return params
 
 
@@ -99,8 +104,10 @@ def load_or_train(cache_dir: str, key: str, train: Callable[[], tuple], test, nu
     with open(path + ".msgpack", "rb") as f:
       params = flax.serialization.from_bytes(template, f.read())
     return FeatureExtractor(params, num_classes, key, meta["test_accuracy"])
+  print(f"gandistill: training the {key} domain classifier for evaluation (once; cached in {cache_dir})",
+        file=sys.stderr, flush=True)
   train_images, train_labels = train()
-  params = train_classifier(train_images, train_labels, num_classes, seed)
+  params = train_classifier(train_images, train_labels, num_classes, seed, progress=True)
   extractor = FeatureExtractor(params, num_classes, key, 0.0)
   extractor.test_accuracy = accuracy(extractor, *test)
   os.makedirs(cache_dir, exist_ok=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from gandistill_jax import export, steps
+from gandistill_jax import config as config_lib, export, steps
 from gandistill_jax.data import pipeline
 from gandistill_jax.eval import classifier, efficiency, metrics
 
@@ -17,7 +18,9 @@ EVAL_SEED = 1234
 
 
 def cache_dir(config) -> str:
-  return os.path.expanduser(config.get("eval", {}).get("cache_dir", "") or "~/.cache/gandistill_jax")
+  """eval.cache_dir, else $GANDISTILL_CACHE, else ~/.cache/gandistill_jax."""
+  return os.path.expanduser(config.get("eval", {}).get("cache_dir", "") or os.environ.get("GANDISTILL_CACHE", "")
+                            or "~/.cache/gandistill_jax")
 
 
 class InceptionFeatures:
@@ -59,9 +62,14 @@ def reference(config: ml_collections.ConfigDict):
   return extractor, feats
 
 
+def latents(latent_dim: int, num: int, seed: int = EVAL_SEED) -> np.ndarray:
+  """The evaluation's fixed z: the same for every run, so runs are scored on the same z."""
+  return np.asarray(steps.sample_latent(jax.random.key(seed), num, latent_dim))
+
+
 def generate(gen, variables, latent_dim: int, num: int, seed: int = EVAL_SEED, batch: int = 500) -> np.ndarray:
   apply = jax.jit(lambda z: gen.apply(variables, z))
-  z = np.asarray(steps.sample_latent(jax.random.key(seed), num, latent_dim))
+  z = latents(latent_dim, num, seed)
   return np.concatenate([np.asarray(apply(z[i:i + batch])) for i in range(0, num, batch)])
 
 
@@ -91,12 +99,19 @@ def fidelity(extractor, student_images, teacher_images) -> dict:
 
 
 def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fidelity_num: int = 2000,
-                     with_efficiency: bool = True) -> dict:
+                     with_efficiency: bool = True, overrides: Sequence[str] = ()) -> dict:
+  """Every number for a workdir's deployable generator, written to workdir/eval.json.
+  `overrides` ('key=value', data.* and eval.* keys only) change where the reference data
+  and the evaluation networks come from, not the run."""
   gen, variables, config = export.workdir_generator_variables(workdir)
+  for item in overrides:
+    if not item.partition("=")[0].startswith(("data.", "eval.")):
+      raise ValueError(f"--set {item!r}: eval takes data.* and eval.* keys only (the run's own config is fixed)")
+  config = config_lib.apply_overrides(config, overrides)
   latent = config.model.latent_dim
   extractor, real = reference(config)
   samples = generate(gen, variables, latent, num)
-  result = {"workdir": os.path.abspath(workdir), "kind": "distill" if "distill" in config else "gan",
+  result = {"workdir": os.path.basename(os.path.normpath(workdir)), "kind": "distill" if "distill" in config else "gan",
             "dataset": config.data.name, "reference_split": config.data.eval_split,
             "feature_extractor": (extractor.name if isinstance(extractor, InceptionFeatures) else
                                   f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})"),

@@ -1,5 +1,20 @@
-"""Model families and `build_*(config.model)`: the one place that turns a config into modules."""
+"""Model families and `build_*(config.model)`: the one place that turns a config into modules.
+
+A family is named in `model.family` (the generator) and `model.d_family` (the
+discriminator; '' = the family's own D where it has one, else 'dcgan'), either by a
+registered name or by a dotted import path 'package.module:Name' that every command
+(train, distill, resume, eval, sample, export) imports again in a fresh process. `Name`
+is a builder `f(model_config) -> nn.Module`, or an nn.Module class with a classmethod
+`from_config(model_config)`. Register a name in-process with `register_generator` /
+`register_discriminator`; a dotted path needs no registration, only an importable module.
+
+A generator or discriminator is a flax.linen Module that follows `GeneratorModule` /
+`DiscriminatorModule` below.
+"""
 from __future__ import annotations
+
+import importlib
+from typing import Callable, Protocol
 
 import flax.linen as nn
 import jax
@@ -9,35 +24,123 @@ from gandistill_jax.models.dcgan import Discriminator, Generator
 from gandistill_jax.models.mlp import MLPDiscriminator, MLPGenerator
 from gandistill_jax.models.mobile import MobileGenerator
 
-FAMILIES = ("dcgan", "mobile", "mlp")   # mobile: a generator family; its D is the DCGAN one
+Builder = Callable[[ml_collections.ConfigDict], nn.Module]
 
 
-def _check_family(cfg) -> None:
-  if cfg.family not in FAMILIES:
-    raise ValueError(f"model.family={cfg.family!r} is unknown; use one of {FAMILIES}")
+class GeneratorModule(Protocol):
+  """What the package needs of a generator.
+
+  `__call__(z, train=False, return_features=False)`: z (B, model.latent_dim) float32 ->
+  images (B, model.image_size, model.image_size, model.channels) in [-1, 1] (tanh); with
+  `return_features=True`, `(images, features)` where features is a list of intermediate
+  activations, coarse to fine (read by the gfeat term and by the adapters). `train=True`
+  uses batch statistics and updates the 'batch_stats' collection (if there is batch norm).
+
+  `bn_momentum`: a dataclass field giving every BatchNorm's momentum. Needed only with
+  batch norm: the EMA weights' statistics are recomputed by one train pass of a clone
+  with `bn_momentum=0.0` (steps.recompute_batch_stats).
+  """
+  bn_momentum: float
+
+  def __call__(self, z: jax.Array, train: bool = False, return_features: bool = False): ...
 
 
-def build_generator(cfg: ml_collections.ConfigDict) -> nn.Module:
-  """The generator that `cfg` (a `config.model`-like dict) describes."""
-  _check_family(cfg)
-  if cfg.family == "mlp":
-    return MLPGenerator(width=cfg.g_width, depth=cfg.get("g_depth", 3), out_dim=cfg.get("out_dim", 2))
-  if cfg.family == "mobile":
-    return MobileGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
-                           num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
-                           expand=cfg.get("expand", 2), upsample=cfg.get("upsample", "nearest"),
-                           batch_norm=cfg.get("g_batch_norm", True))
+class DiscriminatorModule(Protocol):
+  """What the package needs of a discriminator.
+
+  `__call__(x, train=False, return_features=False)`: images (B, H, W, C) in [-1, 1] ->
+  logits (B,); with `return_features=True`, `(logits, features)`, features a list of
+  activations fine to coarse (the dfeat, GCC and MMD terms read them). Batch norm, if
+  any, lives in 'batch_stats' and is updated when `train=True`.
+
+  `batch_norm`: an optional attribute, True when D normalises by batch statistics; then
+  real and fake batches go through D apart and G is scored with D in train mode
+  (steps.uses_batch_norm). Absent means False.
+  """
+
+  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False): ...
+
+
+def _dcgan_g(cfg) -> nn.Module:
   return Generator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
                    num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0))
 
 
+def _mobile_g(cfg) -> nn.Module:
+  return MobileGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
+                         num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
+                         expand=cfg.get("expand", 2), upsample=cfg.get("upsample", "nearest"),
+                         batch_norm=cfg.get("g_batch_norm", True))
+
+
+def _mlp_g(cfg) -> nn.Module:
+  return MLPGenerator(width=cfg.g_width, depth=cfg.get("g_depth", 3), out_dim=cfg.get("out_dim", 2))
+
+
+def _dcgan_d(cfg) -> nn.Module:
+  return Discriminator(image_size=cfg.image_size, width=cfg.d_width, num_down=cfg.get("num_down", 0),
+                       spectral_norm=cfg.get("d_spectral_norm", False), batch_norm=cfg.get("d_batch_norm", False))
+
+
+def _mlp_d(cfg) -> nn.Module:
+  return MLPDiscriminator(width=cfg.d_width, depth=cfg.get("d_depth", 3))
+
+
+GENERATORS: dict[str, Builder] = {"dcgan": _dcgan_g, "mobile": _mobile_g, "mlp": _mlp_g}
+DISCRIMINATORS: dict[str, Builder] = {"dcgan": _dcgan_d, "mlp": _mlp_d}
+
+
+def register_generator(name: str, builder: Builder) -> None:
+  """Makes `model.family=name` build `builder(model_config)` in this process."""
+  GENERATORS[name] = builder
+
+
+def register_discriminator(name: str, builder: Builder) -> None:
+  """Makes `model.d_family=name` build `builder(model_config)` in this process."""
+  DISCRIMINATORS[name] = builder
+
+
+def _resolve(table: dict[str, Builder], name: str, key: str) -> Builder:
+  if name in table:
+    return table[name]
+  if ":" not in name:
+    raise ValueError(f"{key}={name!r} is unknown; use one of {tuple(table)} or a dotted path "
+                     f"'package.module:Name'")
+  module_name, _, attr = name.partition(":")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"{key}={name!r}: cannot import {module_name!r} ({e}); is it on PYTHONPATH?") from None
+  if not hasattr(module, attr):
+    raise ValueError(f"{key}={name!r}: module {module_name!r} has no {attr!r}")
+  obj = getattr(module, attr)
+  if isinstance(obj, type):
+    if not hasattr(obj, "from_config"):
+      raise ValueError(f"{key}={name!r} is a class without a from_config(model_config) classmethod; "
+                       f"add one, or point {key} at a builder function")
+    return obj.from_config
+  return obj
+
+
+def _build(table, name: str, key: str, cfg) -> nn.Module:
+  module = _resolve(table, name, key)(cfg)
+  if not isinstance(module, nn.Module):
+    raise ValueError(f"{key}={name!r} built a {type(module).__name__}, not a flax.linen Module")
+  return module
+
+
+def build_generator(cfg: ml_collections.ConfigDict) -> nn.Module:
+  """The generator that `cfg` (a `config.model`-like dict) describes."""
+  return _build(GENERATORS, cfg.family, "model.family", cfg)
+
+
+def discriminator_family(cfg) -> str:
+  """model.d_family, or the generator family's own D, or 'dcgan'."""
+  return cfg.get("d_family", "") or (cfg.family if cfg.family in DISCRIMINATORS else "dcgan")
+
+
 def build_discriminator(cfg: ml_collections.ConfigDict) -> nn.Module:
-  _check_family(cfg)
-  if cfg.family == "mlp":
-    return MLPDiscriminator(width=cfg.d_width, depth=cfg.get("d_depth", 3))
-  return Discriminator(image_size=cfg.image_size, width=cfg.d_width,
-                       num_down=cfg.get("num_down", 0), spectral_norm=cfg.get("d_spectral_norm", False),
-                       batch_norm=cfg.get("d_batch_norm", False))
+  return _build(DISCRIMINATORS, discriminator_family(cfg), "model.d_family", cfg)
 
 
 def sample_shape(cfg) -> tuple[int, ...]:

@@ -1,0 +1,71 @@
+"""A user's own images: numpy arrays or a tf.data.Dataset, checked and brought to the
+pipeline's form (uint8 (N, H, W, C) in [0, 255], int64 labels).
+
+Float images are refused rather than guessed at: the same array of [-1, 1] values would
+otherwise be read as almost-black uint8.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gandistill_jax.data.errors import DataError
+
+
+def check_images(images, labels=None, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 (N, H, W, C), labels int64 (N,)) from uint8 (N, H, W[, C]) images and
+  optional integer labels; a DataError names what is wrong and the conversion to use."""
+  images = np.asarray(images)
+  if images.dtype != np.uint8:
+    lo, hi = (float(images.min()), float(images.max())) if images.size and images.dtype.kind in "fiub" else (0.0, 0.0)
+    raise DataError(f"{what} are {images.dtype} with values in [{lo:.3g}, {hi:.3g}]; give uint8 in [0, 255] "
+                    f"(from [-1, 1]: np.round((x + 1) * 127.5).astype(np.uint8))")
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4 or len(images) == 0:
+    raise DataError(f"{what} have shape {images.shape}; expected (N, H, W) or (N, H, W, C) with N > 0")
+  labels = np.zeros(len(images), np.int64) if labels is None else np.asarray(labels)
+  if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+    raise DataError(f"labels of {what} have shape {labels.shape} and dtype {labels.dtype}; expected "
+                    f"({len(images)},) integers")
+  return images, labels.astype(np.int64)
+
+
+def from_user_data(data) -> tuple[np.ndarray, np.ndarray]:
+  """(images, labels) from what a caller passes as training data:
+
+    images                      uint8 array (N, H, W[, C])
+    (images, labels)            a tuple of arrays
+    {'image': ..., 'label': ...}
+    tf.data.Dataset             finite; elements are images, (image, label) or dicts with
+                                'image' (and 'label'); read once into host memory
+  """
+  import tensorflow as tf
+  if isinstance(data, tf.data.Dataset):
+    if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+      raise DataError("the tf.data.Dataset is endless (repeat()?); pass the finite dataset: the loop "
+                      "shuffles and repeats it itself, as a pure function of (seed, step)")
+    images, labels = [], []
+    for element in data.as_numpy_iterator():
+      if isinstance(element, dict):
+        if "image" not in element:
+          raise DataError(f"tf.data.Dataset elements are dicts without 'image' (keys {sorted(element)})")
+        images.append(element["image"])
+        labels.append(element.get("label", 0))
+      elif isinstance(element, tuple):
+        images.append(element[0])
+        labels.append(element[1] if len(element) > 1 else 0)
+      else:
+        images.append(element)
+        labels.append(0)
+    if not images:
+      raise DataError("the tf.data.Dataset is empty")
+    return check_images(np.stack(images), np.asarray(labels), "tf.data.Dataset images")
+  if isinstance(data, dict):
+    if "image" not in data:
+      raise DataError(f"a data dict needs 'image' (and optionally 'label'); got keys {sorted(data)}")
+    return check_images(data["image"], data.get("label"), "data['image']")
+  if isinstance(data, tuple):
+    if len(data) != 2:
+      raise DataError(f"data as a tuple is (images, labels); got {len(data)} items")
+    return check_images(data[0], data[1], "data images")
+  return check_images(data, None, "data")

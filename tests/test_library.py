@@ -1,0 +1,167 @@
+"""The open library: own models by name or dotted path in every command (fresh processes),
+own data as numpy or tf.data, the top-level API, old workdirs, metrics hygiene, and the
+README's "Use as a library" script."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gandistill_jax as gd
+from gandistill_jax import config as config_lib, loop, models, tasks
+from gandistill_jax.data.errors import DataError
+from helpers import tiny_config
+from test_data import make_idx_folder
+from test_loop_cli import DISTILL, QUICK, REPO, sets
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def idx_data(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  folder = make_idx_folder(str(root / "idx"), n_train=128, n_test=64)
+  return ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{root / 'tfds'}'",
+          f"eval.cache_dir='{root / 'cache'}'"]
+
+
+def run_cli(*args, check=True):
+  """The CLI in a fresh process that can import tests/custom_models.py."""
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=TESTS)
+  proc = subprocess.run([sys.executable, "-m", "gandistill_jax.cli", *args], env=env, capture_output=True, text=True)
+  if check:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def test_models_resolve_by_name_by_dotted_path_and_fail_clearly():
+  cfg = tiny_config(family="custom_models:upsample_generator", d_family="custom_models:PlainDiscriminator").model
+  gen, disc = models.build_generator(cfg), models.build_discriminator(cfg)
+  assert type(gen).__name__ == "UpsampleGenerator" and type(disc).__name__ == "PlainDiscriminator"
+  models.register_generator("upsample_test", lambda c: gen)
+  assert models.build_generator(tiny_config(family="upsample_test").model) is gen
+  models.register_generator("not_a_module", lambda c: 3)
+  assert type(models.build_discriminator(tiny_config(family="mobile").model)).__name__ == "Discriminator"
+  for family, message in (("nope", "model.family='nope' is unknown"),
+                          ("no_such_module_x:G", "cannot import 'no_such_module_x'"),
+                          ("custom_models:Missing", "has no 'Missing'"),
+                          ("custom_models:UpsampleGenerator", "without a from_config"),
+                          ("not_a_module", "built a int, not a flax.linen Module")):
+    with pytest.raises(ValueError, match=re.escape(message)):
+      models.build_generator(tiny_config(family=family).model)
+
+
+def test_custom_generator_and_discriminator_through_every_command_in_fresh_processes(tmp_path, idx_data):
+  teacher, student = str(tmp_path / "teacher"), str(tmp_path / "student")
+  run_cli("train-teacher", "--config", QUICK, "--workdir", teacher, "--quiet",
+          *sets(*idx_data, "train.steps=4", "model.d_family='custom_models:PlainDiscriminator'"))
+  small = sets(*idx_data, "model.latent_dim=32", "model.g_width=4", "model.family='custom_models:upsample_generator'",
+               "distill.student_init='random'", "distill.warmup_steps=1", "train.batch_size=16",
+               "train.ckpt_every=2")
+  run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", student, "--quiet",
+          *small, *sets("train.steps=2"))
+  run_cli("distill", "--teacher", teacher, "--workdir", student, "--quiet", *sets("train.steps=4"))  # resume
+  saved = json.load(open(os.path.join(student, "config.json")))
+  assert saved["model"]["family"] == "custom_models:upsample_generator" and "student" not in saved
+  assert saved["teacher_model"]["d_family"] == "custom_models:PlainDiscriminator"
+  assert [json.loads(l)["step"] for l in open(os.path.join(student, "metrics.jsonl"))] == [2, 4]
+  run_cli("eval", "--workdir", student, "--num", "64")
+  assert np.isfinite(json.load(open(os.path.join(student, "eval.json")))["fid"])
+  artifact = str(tmp_path / "s.jaxexport")
+  run_cli("export", "--workdir", student, "--out", artifact)
+  for source, out in (("--workdir", student), ("--exported", artifact)):
+    run_cli("sample", source, out if source == "--workdir" else artifact, "--num", "4", "--format", "npz",
+            "--out", str(tmp_path / f"{source[2:]}.npz"))
+  a, b = (np.load(tmp_path / f"{n}.npz")["images"] for n in ("workdir", "exported"))
+  assert a.shape == (4, 28, 28, 1) and np.abs(a.astype(int) - b).max() <= 1
+  proc = run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "x"),
+                 *small, *sets("model.family='no_such_module_x:G'"), check=False)
+  assert proc.returncode == 2 and "cannot import 'no_such_module_x'" in proc.stderr.splitlines()[-1]
+
+
+def test_numpy_and_tf_data_train_the_same_and_bad_images_are_refused(tmp_path):
+  config = tiny_config()
+  config.train.update(steps=3, log_every=1, sample_every=3, ckpt_every=3)
+  images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+  task = tasks.gan_task(config)
+  from_numpy = loop.train(config, str(tmp_path / "np"), task, progress=False, data=images)
+  dataset = tf.data.Dataset.from_tensor_slices({"image": images[..., None], "label": np.zeros(40, np.int64)})
+  from_tf = loop.train(config, str(tmp_path / "tf"), task, progress=False, data=dataset)
+  for x, y in zip(jax.tree.leaves(from_numpy), jax.tree.leaves(from_tf)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  for bad, message in ((images.astype(np.float32) / 127.5 - 1, r"float32 with values in \[-1, 1\]; give uint8"),
+                       (dataset.repeat(), "endless"), (images[0], "expected \\(N, H, W\\)")):
+    with pytest.raises(DataError, match=message):
+      loop.train(config, str(tmp_path / "bad"), task, progress=False, data=bad)
+
+
+def test_fid_entry_point_matches_the_metric_on_given_features():
+  rng = np.random.default_rng(0)
+  a, b = rng.integers(0, 256, (50, 8, 8, 1), dtype=np.uint8), rng.integers(0, 128, (50, 8, 8, 1), dtype=np.uint8)
+  flat = lambda x: x.reshape(len(x), -1)[:, :6]
+  from gandistill_jax.data import pipeline
+  from gandistill_jax.eval import metrics
+  expected = metrics.fid(flat(pipeline.to_float(a)), flat(pipeline.to_float(b)))
+  assert gd.fid(a, b, features=flat) == pytest.approx(expected)
+  assert gd.fid(a, a, features=flat) == pytest.approx(0.0, abs=1e-6)
+  with pytest.raises(ValueError, match="uint8 in \\[0, 255\\] or float in \\[-1, 1\\]"):
+    gd.fid(a * 2.0, b, features=flat)
+
+
+def test_resumed_run_logs_each_step_once_and_times_steps_only(tmp_path):
+  config = tiny_config()
+  config.train.update(steps=3, log_every=1, sample_every=100, ckpt_every=2)
+  images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+  w = str(tmp_path / "w")
+  loop.train(config, w, tasks.gan_task(config), progress=False, data=images)
+  shutil.rmtree(os.path.join(w, "checkpoints", "3"))   # as if killed after logging step 3
+  config.train.steps = 4
+  loop.train(config, w, tasks.gan_task(config), progress=False, data=images)
+  lines = [json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
+  assert [l["step"] for l in lines] == [1, 2, 3, 4]
+  # the first step of a process compiles: it is not timed; the others are
+  assert [l["step"] for l in lines if "steps_per_s" in l] == [2, 4] and all(l.get("steps_per_s", 1) > 0 for l in lines)
+
+
+def test_old_three_section_distill_workdirs_still_load(tmp_path, idx_data):
+  teacher, student = str(tmp_path / "teacher"), str(tmp_path / "student")
+  run_cli("train-teacher", "--config", QUICK, "--workdir", teacher, "--quiet", *sets(*idx_data, "train.steps=2"))
+  run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", student, "--quiet",
+          *sets(*idx_data, "model.latent_dim=32", "model.g_width=4", "train.steps=2", "train.batch_size=16"))
+  path = os.path.join(student, "config.json")
+  new = json.load(open(path))
+  old = dict(new, model=new["teacher_model"], student=new["model"])
+  json.dump(old, open(path, "w"))
+  assert config_lib.upgrade(old) == new
+  assert loop.load_config(student).to_dict() == new
+  run_cli("distill", "--teacher", teacher, "--workdir", student, "--quiet", *sets("train.steps=3"))
+  assert json.load(open(path))["model"] == new["model"]
+  assert gd.load_generator(student)(np.zeros((2, 32))).shape == (2, 28, 28, 1)
+
+
+def readme_library_script() -> str:
+  readme = open(os.path.join(REPO, "README.md")).read()
+  section = readme[readme.index("### Use as a library"):]
+  return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_readme_library_script_runs(tmp_path, fashion_mnist_eval):
+  config, _, _ = fashion_mnist_eval
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=os.path.join(REPO, "experiments"),
+             GANDISTILL_CACHE=config.eval.cache_dir, TFDS_DATA_DIR=config.data.data_dir)
+  script = tmp_path / "library.py"
+  script.write_text(readme_library_script())
+  proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  fid = float(re.search(r"FID to 1000 real images: ([\d.]+)", proc.stdout).group(1))
+  assert np.isfinite(fid) and fid > 0
+  assert os.path.getsize(tmp_path / "runs" / "lib" / "student.jaxexport") > 1000
+  assert json.load(open(tmp_path / "runs" / "lib" / "student" / "config.json"))["model"]["family"] == \
+      "custom_generator:DSGenerator"
