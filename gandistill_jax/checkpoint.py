@@ -1,18 +1,34 @@
-"""The Orbax wrapper: async, atomic saves of the whole run; restores onto any mesh.
+"""The Orbax wrapper: async, atomic saves of the whole run; verified restores onto any mesh.
 
 A checkpoint holds the train state (params, optimizer states, EMA, step), the run's
-key, and a JSON item with the config and the data position. Orbax writes each step
-into a temporary folder and renames it when complete, so a kill in the middle of a
-save leaves nothing that `latest_step` would pick up.
+key, and a JSON item with the config, the data position and a SHA-256 of every array.
+Orbax writes each step into a temporary folder and renames it when complete, so a kill
+in the middle of a save leaves nothing that `latest_step` would pick up. A restore
+recomputes the checksums: flipped bytes, a truncated file or garbage metadata make a
+step corrupt (CorruptCheckpoint, one line naming the step and the folder), and
+`restore_newest_intact` falls back to the newest step that restores intact.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+
+class CorruptCheckpoint(ValueError):
+  """A saved step that cannot be restored as it was written."""
+
+
+def checksums(tree: Any) -> dict[str, str]:
+  """{path in the pytree: SHA-256 of the array's bytes} for every leaf."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path): hashlib.sha256(np.ascontiguousarray(jax.device_get(x)).tobytes()).hexdigest()
+          for path, x in leaves}
 
 
 class Checkpointer:
@@ -26,18 +42,22 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         enable_async_checkpointing=True, preservation_policy=pp.AnyPreservationPolicy(policies),
         cleanup_tmp_directories=True)
-    self.best_metric = best_metric
+    self.best_metric, self.directory = best_metric, directory
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                          item_names=("state", "meta"))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
   def save(self, step: int, state: Any, meta: dict, metrics: dict | None = None) -> None:
     """Starts an async save; errors of an earlier save surface here or in `wait`."""
     metrics = {k: float(v) for k, v in (metrics or {}).items()} if self.best_metric else None
     if metrics is not None and self.best_metric not in metrics:
       metrics = None
+    meta = meta | {"checksums": checksums(state)}
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    meta=ocp.args.JsonSave(meta)),
                       metrics=metrics, force=True)
@@ -47,9 +67,32 @@ class Checkpointer:
     or concrete pytree); give target shardings for the current mesh to restore onto a
     different number of devices than the run that saved."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                             meta=ocp.args.JsonRestore()))
+    where = f"checkpoint step {step} in {self.directory}"
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                               meta=ocp.args.JsonRestore()))
+    except Exception as e:  # Orbax, TensorStore and JSON raise many types; all mean "unreadable"
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      raise CorruptCheckpoint(f"{where} is unreadable ({type(e).__name__}: {first[:200]})") from None
+    saved = (out["meta"] or {}).get("checksums")
+    if saved is not None:   # checkpoints written before checksums existed are not verified
+      bad = sorted(k for k, v in checksums(out["state"]).items() if saved.get(k) != v)
+      if bad:
+        raise CorruptCheckpoint(f"{where} is corrupt: the data of {len(bad)} array(s) do not match their "
+                                f"checksums (first: {bad[0]})")
     return out["state"], out["meta"]
+
+  def restore_newest_intact(self, target: Any) -> tuple[Any, dict, int, list[str]]:
+    """(state, meta, step, problems) of the newest step that restores intact; `problems`
+    says which newer steps were skipped and why. CorruptCheckpoint if none is intact."""
+    problems = []
+    for step in reversed(self.all_steps()):
+      try:
+        state, meta = self.restore(step, target)
+        return state, meta, step, problems
+      except CorruptCheckpoint as e:
+        problems.append(str(e))
+    raise CorruptCheckpoint(f"no intact checkpoint in {self.directory}: " + "; ".join(problems))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -6,7 +6,10 @@ import importlib.util
 import os
 import sys
 
+# Quiet start-up: TF (used for data only) logs its oneDNN notice through absl before any
+# log level applies; without oneDNN's custom ops it has nothing to say.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 class UsageError(ValueError):
@@ -19,7 +22,10 @@ def load_config_file(path: str):
     raise UsageError(f"--config {path}: no such file")
   spec = importlib.util.spec_from_file_location("gandistill_user_config", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise UsageError(f"--config {path}: line {e.lineno}: {e.msg}") from None
   if not hasattr(module, "get_config"):
     raise UsageError(f"--config {path}: the file defines no get_config()")
   return module.get_config()
@@ -42,8 +48,17 @@ def cmd_train(args, kind: str) -> None:
   from gandistill_jax import loop, tasks
   config = resolve_config(args)
   task = tasks.gan_task(config, kind)
-  loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
-  print(f"{kind} run finished or stopped cleanly; workdir: {args.workdir}")
+  state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
+  _report_end(kind, state, config, args.workdir)
+
+
+def _report_end(kind: str, state, config, workdir: str) -> None:
+  step = int(state.step)
+  if step >= config.train.steps:
+    print(f"{kind} run finished at step {step}; workdir: {workdir}")
+  else:
+    print(f"{kind} run stopped at step {step} of {config.train.steps} (SIGTERM) and saved; run the same "
+          f"command to resume; workdir: {workdir}")
 
 
 def distill_config(args):
@@ -65,8 +80,8 @@ def cmd_distill(args) -> None:
   from gandistill_jax import distill, loop
   config, teacher = distill_config(args)
   task = distill.distill_task(config, teacher)
-  loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
-  print(f"distill run finished or stopped cleanly; workdir: {args.workdir}")
+  state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
+  _report_end("distill", state, config, args.workdir)
 
 
 def cmd_dump_teacher(args) -> None:
@@ -126,6 +141,8 @@ def cmd_sample(args) -> None:
   from gandistill_jax import export, images
   if bool(args.workdir) == bool(args.exported):
     raise UsageError("give exactly one of --workdir W or --exported FILE")
+  if args.num < 1:
+    raise UsageError(f"--num {args.num}: give at least 1 sample")
   generate = export.load_generator(args.exported or args.workdir, which=args.which)
   samples = generate(np.random.default_rng(args.seed).standard_normal((args.num, generate.latent_dim)).astype(np.float32))
   if args.format == "npz":
@@ -199,15 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def _one_line(e: Exception) -> str:
+  if isinstance(e, OSError) and e.strerror and e.filename:   # raised by the OS, not by this package
+    return f"{e.filename}: {e.strerror}"
+  return " ".join(str(e).split())
+
+
 def main(argv=None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   from gandistill_jax.data.errors import DataError
-  from gandistill_jax.loop import ConfigMismatch, TrainingDiverged
+  from gandistill_jax.loop import ConfigMismatch, TrainingDiverged, WorkdirBusy
   try:
     args.func(args)
-  except (UsageError, DataError, ConfigMismatch, FileNotFoundError, ValueError) as e:  # ArtifactError too
-    print(f"gandistill {args.command}: error: {e}", file=sys.stderr)
+  except (UsageError, DataError, ConfigMismatch, WorkdirBusy, OSError, ValueError) as e:  # ArtifactError,
+    print(f"gandistill {args.command}: error: {_one_line(e)}", file=sys.stderr)          # CorruptCheckpoint too
     return 2
   except TrainingDiverged as e:
     print(f"gandistill {args.command}: diverged: {e}", file=sys.stderr)

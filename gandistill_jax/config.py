@@ -122,6 +122,36 @@ def _legacy_default(key: str):
 _MISSING = object()
 
 
+# (key, lowest allowed value, highest allowed value or None); checked before a run writes anything.
+RANGES = (
+    ("train.steps", 1, None), ("train.batch_size", 1, None), ("train.log_every", 1, None),
+    ("train.sample_every", 1, None), ("train.ckpt_every", 1, None), ("train.keep", 1, None),
+    ("train.eval_every", 0, None), ("train.eval_num", 1, None), ("train.ema_decay", 0.0, 0.999999),
+    ("model.latent_dim", 1, None), ("model.g_width", 1, None), ("model.d_width", 1, None),
+    ("model.channels", 1, None), ("model.image_size", 1, None), ("model.proj_rank", 0, None),
+    ("loss.n_critic", 1, None), ("loss.gp_weight", 0.0, None), ("loss.r1_gamma", 0.0, None),
+    ("optim.g_lr", 1e-12, None), ("optim.d_lr", 1e-12, None), ("optim.b1", 0.0, 0.999999),
+    ("optim.b2", 0.0, 0.999999), ("distill.pixel_p", 1, 2), ("distill.warmup_steps", 0, None),
+)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError (one line, naming the key) for values no run can use."""
+  flat = flatten(config.to_dict())
+  for key, lo, hi in RANGES:
+    if key not in flat:
+      continue
+    value = flat[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"{key}={value!r} must be a number")
+    if value < lo or (hi is not None and value > hi):
+      bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+      raise ValueError(f"{key}={value!r} must be {bound}")
+  for key, value in flat.items():
+    if key.startswith("distill.") and key.endswith("_weight") and isinstance(value, (int, float)) and value < 0:
+      raise ValueError(f"{key}={value!r} must be >= 0")
+
+
 def parse_value(text: str, old):
   """Parse a command-line value as a Python literal with the type of `old`."""
   try:

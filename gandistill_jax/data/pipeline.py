@@ -14,6 +14,7 @@ Images are scaled to [-1, 1]; labels are kept for the metrics.
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 from typing import Callable, Iterator
@@ -105,6 +106,24 @@ def resolve_source(cfg: ml_collections.ConfigDict) -> str:
   if cfg.source != "auto":
     return cfg.source
   return "idx" if cfg.name in local_idx.NAMES and (cfg.path or idx.default_folder(cfg.name)) else "tfds"
+
+
+def describe_source(cfg: ml_collections.ConfigDict, user_data=None) -> dict:
+  """What a run actually reads: the resolved source and where from (recorded in the
+  workdir's data.json and logged)."""
+  if user_data is not None:
+    return {"source": "caller's data (loop.train(data=...))", "type": type(user_data).__name__}
+  source = resolve_source(cfg)
+  out = {"source": source, "name": cfg.name, "split": cfg.split}
+  if source == "idx":
+    folder, files, digest = local_idx.source_files(cfg.name, cfg.path)
+    out |= {"folder": os.path.abspath(os.path.expanduser(folder)), "files": [os.path.basename(f) for f in files],
+            "sha256": digest}
+  elif source in ("folder", "npz"):
+    out["path"] = os.path.abspath(os.path.expanduser(cfg.path))
+  elif source == "tfds":
+    out["data_dir"] = cfg.data_dir or os.environ.get("TFDS_DATA_DIR", "") or "~/tensorflow_datasets"
+  return out
 
 
 def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int, channels: int,

