@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from typing import Iterable
 
 import ml_collections
@@ -71,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_num = 2000         # samples per periodic eval
   c.train.keep = 3                # last N checkpoints kept
   c.train.best_metric = ""        # e.g. "fid": also keep the best checkpoint by it (lower wins)
+  c.train.compile_cache = True    # XLA's persistent compilation cache in <cache_dir>/xla
 
   c.eval = ml_collections.ConfigDict()
   c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
@@ -79,9 +81,16 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def cache_dir(config) -> str:
+  """Where evaluation networks, reference features and compiled XLA programs are cached:
+  eval.cache_dir, else $GANDISTILL_CACHE, else ~/.cache/gandistill_jax."""
+  return os.path.expanduser(config.get("eval", {}).get("cache_dir", "") or os.environ.get("GANDISTILL_CACHE", "")
+                            or "~/.cache/gandistill_jax")
+
+
 # Keys that never change the math of a run; everything else must match to resume.
 NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
-                 "train.eval_every", "train.eval_num", "train.keep", "train.best_metric",
+                 "train.eval_every", "train.eval_num", "train.keep", "train.best_metric", "train.compile_cache",
                  "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
                  "distill.offline_path", "eval.cache_dir",
                  "eval.inception_weights", "eval.inception_num")

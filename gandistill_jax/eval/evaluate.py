@@ -17,12 +17,6 @@ from gandistill_jax.eval import classifier, efficiency, metrics
 EVAL_SEED = 1234
 
 
-def cache_dir(config) -> str:
-  """eval.cache_dir, else $GANDISTILL_CACHE, else ~/.cache/gandistill_jax."""
-  return os.path.expanduser(config.get("eval", {}).get("cache_dir", "") or os.environ.get("GANDISTILL_CACHE", "")
-                            or "~/.cache/gandistill_jax")
-
-
 def reference(config: ml_collections.ConfigDict):
   """(domain classifier, its features of the real eval split) for the run's dataset and
   image size; both are computed once and cached."""
@@ -30,11 +24,11 @@ def reference(config: ml_collections.ConfigDict):
   key = f"{d.name}-{m.image_size}px-{m.channels}ch"
   load = lambda split: pipeline.load_split(d, split, m.image_size, m.channels)
   test_images, test_labels = load(d.eval_split)
-  ref_path = os.path.join(cache_dir(config), f"reference-{key}-{d.eval_split}-classifier.npz")
+  ref_path = os.path.join(config_lib.cache_dir(config), f"reference-{key}-{d.eval_split}-classifier.npz")
   def train():
     images, labels = load(d.split)
     return pipeline.to_float(images), labels
-  extractor = classifier.load_or_train(cache_dir(config), key, train, (pipeline.to_float(test_images), test_labels),
+  extractor = classifier.load_or_train(config_lib.cache_dir(config), key, train, (pipeline.to_float(test_images), test_labels),
                                        num_classes=int(test_labels.max()) + 1)
   if os.path.exists(ref_path):
     with np.load(ref_path, allow_pickle=False) as f:
@@ -57,7 +51,7 @@ def inception_reference(config: ml_collections.ConfigDict):
   apply = lambda x: classifier.batched_apply(features, np.asarray(x, np.float32), batch=100)
   tag = os.path.splitext(os.path.basename(weights))[0]
   name = f"reference-{d.name}-{m.image_size}px-{m.channels}ch-{d.eval_split}-{tag}-bilinear299.npz"
-  path = os.path.join(cache_dir(config), name)
+  path = os.path.join(config_lib.cache_dir(config), name)
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
       return apply, f["features"], name
