@@ -3,7 +3,10 @@
     python experiments/bench_sampling.py runs/teacher runs/distill_w16 runs/distill_w4
 
 Prints throughput at batch 1/64/256 and latency at batch 1 (medians of timed runs after
-warm-up), each also as a ratio to the teacher's. The first workdir is the teacher.
+warm-up), each also as a ratio to the teacher's, and XLA's FLOPs per sample. The time
+of a batch is modelled as t(b) = t0 + b * c from batches 1 and 256: t0 is the fixed cost
+of a call (dispatch, per-op overhead), and "overhead %" is t0 / t(256), the share of a
+batch-256 call that does not grow with the batch. The first workdir is the teacher.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from machine import describe  # noqa: E402
 
 from gandistill_jax import export  # noqa: E402
+from gandistill_jax.eval import efficiency  # noqa: E402
 
 BATCHES = (1, 64, 256)
 
@@ -37,7 +41,9 @@ def measure(generate, latent_dim: int, repeats: int) -> dict:
       jax.block_until_ready(generate(z))
       times.append(time.perf_counter() - t)
     out[b] = float(np.median(times))
-  return {"latency_ms": out[1] * 1e3, **{f"per_s@{b}": b / out[b] for b in BATCHES}}
+  per_sample = (out[256] - out[1]) / 255
+  fixed = max(out[1] - per_sample, 0.0)
+  return {"latency_ms": out[1] * 1e3, "overhead": fixed / out[256], **{f"per_s@{b}": b / out[b] for b in BATCHES}}
 
 
 def main():
@@ -51,17 +57,19 @@ def main():
   with tempfile.TemporaryDirectory() as tmp:
     for w in a.workdirs:
       lib = export.load_generator(w)
+      flops = efficiency.compiled_flops(lib.fn, np.zeros((256, lib.latent_dim), np.float32)) / 256
       path = os.path.join(tmp, os.path.basename(os.path.normpath(w)) + ".jaxexport")
       header = export.export_workdir(w, path)
       exp = export.load_generator(path)
-      rows.append((os.path.basename(os.path.normpath(w)), header["params"],
+      rows.append((os.path.basename(os.path.normpath(w)), header["params"], flops,
                    measure(exp.fn, exp.latent_dim, a.repeats), measure(lib.fn, lib.latent_dim, a.repeats)))
-  t_exp, t_lib = rows[0][2], rows[0][3]
-  print("| generator | params | source | latency b1 ms | /s b1 | /s b64 | /s b256 | x teacher b1 | x teacher b64 | x teacher b256 |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
-  for name, params, e, l in rows:
+  t_exp, t_lib = rows[0][3], rows[0][4]
+  print("| generator | params | MFLOPs/sample | source | overhead % (b256) | latency b1 ms | /s b1 | /s b64 | /s b256 | "
+        "x teacher b1 | x teacher b64 | x teacher b256 |")
+  print("|---" * 12 + "|")
+  for name, params, flops, e, l in rows:
     for source, m, ref in (("exported", e, t_exp), ("library", l, t_lib)):
-      print(f"| {name} | {params:,} | {source} | {m['latency_ms']:.3f} | " +
+      print(f"| {name} | {params:,} | {flops / 1e6:.2f} | {source} | {100 * m['overhead']:.0f} | {m['latency_ms']:.3f} | " +
             " | ".join(f"{m[f'per_s@{b}']:,.0f}" for b in BATCHES) + " | " +
             " | ".join(f"{m[f'per_s@{b}'] / ref[f'per_s@{b}']:.1f}" for b in BATCHES) + " |")
 
