@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import sys
 
@@ -225,6 +226,9 @@ def _one_line(e: Exception) -> str:
 def main(argv=None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  # Orbax and TFDS log through absl; an error they log is re-raised to us and reported in
+  # one line below, so their own (often hundreds of lines of) logging is kept out.
+  logging.getLogger("absl").setLevel(logging.CRITICAL)
   from gandistill_jax.data.errors import DataError
   from gandistill_jax.loop import ConfigMismatch, TrainingDiverged, WorkdirBusy
   try:
