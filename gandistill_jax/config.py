@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "test"
 
   c.model = ml_collections.ConfigDict()
-  c.model.family = "dcgan"        # dcgan | mobile (generator only) | mlp | 'package.module:Name'
+  c.model.family = "dcgan"        # dcgan | resnet (SNGAN) | mobile (generator only) | mlp | 'package.module:Name'
   c.model.d_family = ""           # '' = the family's own D (else dcgan) | dcgan | mlp | 'package.module:Name'
   c.model.image_size = 32         # 28, 32 or 64 (data are resized/padded to it)
   c.model.channels = 1

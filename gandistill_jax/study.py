@@ -272,6 +272,20 @@ def demo_runs(base: ml_collections.ConfigDict, tiny: bool = False) -> list[Run]:
   return runs
 
 
+def sngan_base(dataset: str = "cifar10", image_size: int = 32) -> ml_collections.ConfigDict:
+  """The SNGAN ResNet recipe (Miyato et al. 2018, CIFAR-10, appendix B.4): ResNet G and D
+  with spectral norm, hinge loss, n_critic 5, Adam 2e-4 with betas (0, 0.9), batch 64,
+  50k generator updates, z of 128 dims; EMA 0.9999 of G for sampling. Needs the TFDS
+  dataset prepared (data.data_dir)."""
+  c = config_lib.base_config()
+  c.data.update(name=dataset, source="tfds")
+  c.model.update(family="resnet", image_size=image_size, channels=3, g_width=64, d_width=64, latent_dim=128)
+  c.loss.update(name="hinge", n_critic=5)
+  c.optim.update(g_lr=2e-4, d_lr=2e-4, b1=0.0, b2=0.9)
+  c.train.update(batch_size=64, steps=50000, ema_decay=0.9999, log_every=100, sample_every=2500, ckpt_every=2500)
+  return c
+
+
 def demo_base() -> ml_collections.ConfigDict:
   c = config_lib.base_config()
   c.model.update(image_size=28, channels=1, latent_dim=100, d_batch_norm=True)

@@ -23,6 +23,7 @@ import ml_collections
 from gandistill_jax.models.dcgan import Discriminator, Generator
 from gandistill_jax.models.mlp import MLPDiscriminator, MLPGenerator
 from gandistill_jax.models.mobile import MobileGenerator
+from gandistill_jax.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 Builder = Callable[[ml_collections.ConfigDict], nn.Module]
 
@@ -73,6 +74,14 @@ def _mobile_g(cfg) -> nn.Module:
                          batch_norm=cfg.get("g_batch_norm", True))
 
 
+def _resnet_g(cfg) -> nn.Module:
+  return ResNetGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width)
+
+
+def _resnet_d(cfg) -> nn.Module:
+  return ResNetDiscriminator(image_size=cfg.image_size, width=cfg.d_width)
+
+
 def _mlp_g(cfg) -> nn.Module:
   return MLPGenerator(width=cfg.g_width, depth=cfg.get("g_depth", 3), out_dim=cfg.get("out_dim", 2))
 
@@ -86,8 +95,8 @@ def _mlp_d(cfg) -> nn.Module:
   return MLPDiscriminator(width=cfg.d_width, depth=cfg.get("d_depth", 3))
 
 
-GENERATORS: dict[str, Builder] = {"dcgan": _dcgan_g, "mobile": _mobile_g, "mlp": _mlp_g}
-DISCRIMINATORS: dict[str, Builder] = {"dcgan": _dcgan_d, "mlp": _mlp_d}
+GENERATORS: dict[str, Builder] = {"dcgan": _dcgan_g, "mobile": _mobile_g, "resnet": _resnet_g, "mlp": _mlp_g}
+DISCRIMINATORS: dict[str, Builder] = {"dcgan": _dcgan_d, "resnet": _resnet_d, "mlp": _mlp_d}
 
 
 def register_generator(name: str, builder: Builder) -> None:
