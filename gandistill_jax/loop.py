@@ -160,11 +160,10 @@ def check_shapes(task: Task, mesh) -> None:
     first = (str(e).strip().splitlines() or [""])[0]
     raise ValueError(f"the model config cannot be built ({type(e).__name__}: {first[:200]})") from None
   leaves, _ = jax.tree_util.tree_flatten_with_path(shapes)
-  empty = [jax.tree_util.keystr(p) for p, x in leaves if x.size == 0]
-  if empty:
-    raise ValueError(f"the model config builds arrays of size zero ({empty[0]}, shape "
-                     f"{dict((jax.tree_util.keystr(p), x.shape) for p, x in leaves)[empty[0]]}); check the widths, "
-                     f"latent_dim and image_size")
+  for path, x in leaves:
+    if x.size == 0:
+      raise ValueError(f"the model config builds arrays of size zero ({jax.tree_util.keystr(path)}, shape "
+                       f"{x.shape}); check the widths, latent_dim and image_size")
 
 
 class WorkdirBusy(RuntimeError):
