@@ -168,10 +168,30 @@ def test_readme_library_script_runs(tmp_path, fashion_mnist_eval):
 
 
 def test_training_turns_on_the_persistent_compilation_cache_in_the_cache_dir(tmp_path):
-  config = tiny_config()
-  config.train.update(steps=1, log_every=1, sample_every=100, ckpt_every=100)
-  loop.train(config, str(tmp_path / "w"), tasks.gan_task(config), progress=False, data=IMAGES_FOR_CACHE)
-  assert jax.config.jax_compilation_cache_dir == os.path.join(config_lib.cache_dir(config), "xla")
+  """In a fresh process (the setting is process-wide): a run caches its compiled programs
+  in <cache dir>/xla."""
+  code = ("import sys, numpy as np, jax; sys.path.insert(0, %r)\n"
+          "from helpers import tiny_config\nfrom gandistill_jax import loop, tasks\n"
+          "c = tiny_config(g_width=64, d_width=64); c.train.update(steps=1, log_every=1, sample_every=9, ckpt_every=9)\n"
+          "loop.train(c, %r, tasks.gan_task(c), progress=False, data=np.zeros((32, 28, 28), np.uint8))\n"
+          "print(jax.config.jax_compilation_cache_dir)" % (TESTS, str(tmp_path / "w")))
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", GANDISTILL_CACHE=str(tmp_path / "cache"))
+  proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "cache" / "xla")
+  assert os.listdir(tmp_path / "cache" / "xla"), "the step (width 64 compiles for > 0.5 s) is cached"
 
 
-IMAGES_FOR_CACHE = np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8)
+
+@pytest.mark.slow
+def test_evaluate_scores_images_and_generators_on_the_domain_classifier(fashion_mnist_eval):
+  config, _, _ = fashion_mnist_eval
+  from gandistill_jax.data import idx
+  train, _ = idx.load_idx_split(idx.DEBIAN_FASHION_MNIST, "train")
+  real = gd.evaluate(train[:2000], config)
+  def noise_generator(z):
+    return np.tanh(z.reshape(-1, 28, 28, 1))
+  noise_generator.latent_dim = 784
+  noise = gd.evaluate(noise_generator, config, num=2000)
+  assert real["counts"]["generated"] == noise["counts"]["generated"] == 2000
+  assert real["fid"] < 5 < 50 < noise["fid"] and real["recall"] > 0.5

@@ -66,7 +66,7 @@ def test_mlp_pair_shapes():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(image_size=30), "image_size=30 is not supported"),
-    (dict(family="resnet"), "model.family='resnet' is unknown"),
+    (dict(family="stylegan"), "model.family='stylegan' is unknown"),
     (dict(image_size=28, num_up=3), "not divisible by 2\\*\\*num_up=8"),
 ])
 def test_bad_model_configs_are_clear_errors(kw, match):
