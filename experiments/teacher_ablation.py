@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -50,8 +51,9 @@ def main():
            "|---|---|---|---|---|---|---|"]
   for run in runs:
     r, (bn, reuse) = results[run.name], VARIANTS[run.name]
+    minutes = "" if math.isnan(r["train_seconds"]) else f"{r['train_seconds'] / 60:.1f}"   # nan: trained elsewhere
     lines.append(f"| {bn} | {reuse} | {r['fid']:.2f} | {r['kid']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                 f"{r['train_seconds'] / 60:.1f} |")
+                 f"{minutes} |")
   md = "\n".join(lines)
   with open(os.path.join(a.workdir, "ablation.md"), "w") as f:
     f.write(md + "\n")
