@@ -34,14 +34,16 @@ def checksums(tree: Any) -> dict[str, str]:
 class Checkpointer:
   """Keeps the last `keep` checkpoints, plus the best one by `best_metric` (lower wins)."""
 
-  def __init__(self, directory: str, keep: int = 3, best_metric: str = ""):
+  def __init__(self, directory: str, keep: int = 3, best_metric: str = "", read_only: bool = False):
+    """`read_only`: for commands that only restore (eval, sample, export, teacher loading):
+    they neither create the folder nor clean up a training run's in-flight temporary saves."""
     policies = [pp.LatestN(keep)]
     if best_metric:
       policies.append(pp.BestN(get_metric_fn=lambda m: m[best_metric], reverse=True, n=1,
                                keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         enable_async_checkpointing=True, preservation_policy=pp.AnyPreservationPolicy(policies),
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only)
     self.best_metric, self.directory = best_metric, directory
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                          item_names=("state", "meta"))

@@ -116,13 +116,19 @@ def upgrade(config):
   """A saved or user config in the current layout (a dict or ConfigDict; returned as given
   type). Distill configs once had three model sections: `model` (the teacher's), `student`
   and `teacher_model`; now `model` is always the model the run trains (the student) and
-  `teacher_model` is recorded from the teacher's workdir."""
-  if "distill" in config and "student" in config:
-    as_dict = isinstance(config, dict)
-    d = dict(config) if as_dict else config.to_dict()
+  `teacher_model` is recorded from the teacher's workdir. Keys that never change the math
+  and were added later (NON_MATH_KEYS, e.g. eval.inception_num) get their defaults, so
+  `--set` works on them for old workdirs too."""
+  as_dict = isinstance(config, dict)
+  d = dict(config) if as_dict else config.to_dict()
+  if "distill" in d and "student" in d:
     d["model"] = d.pop("student")
-    return d if as_dict else ml_collections.ConfigDict(d)
-  return config
+  defaults = base_config()
+  for key in NON_MATH_KEYS:
+    section, _, leaf = key.partition(".")
+    if section in d and isinstance(d[section], dict) and leaf not in d[section] and leaf in defaults.get(section, {}):
+      d[section] = dict(d[section], **{leaf: defaults[section][leaf]})
+  return d if as_dict else ml_collections.ConfigDict(d)
 
 
 def _legacy_default(key: str):

@@ -84,7 +84,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
   given the same ones."""
   if "teacher_model" not in config:
     raise ValueError("the distill config has no teacher_model; it is recorded from the teacher's workdir: "
-                     "use gandistill_jax.distill(config, teacher_dir, workdir) or `gandistill distill --teacher`")
+                     "use gandistill_jax.distill_student(config, teacher_dir, workdir) or `gandistill distill --teacher`")
   dc, latent = config.distill, config.model.latent_dim
   t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
   s_gen = models.build_generator(config.model)

@@ -88,7 +88,9 @@ def restore_latest(task: Task, workdir: str, mesh, quarantine: bool = False) -> 
   `quarantine` (a run about to train on) they are moved to workdir/corrupt_checkpoints/
   so that the run can save those steps again."""
   directory = os.path.join(workdir, "checkpoints")
-  ckpt = Checkpointer(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"{workdir} has no checkpoint yet")
+  ckpt = Checkpointer(directory, read_only=not quarantine)
   try:
     if ckpt.latest_step() is None:
       raise FileNotFoundError(f"{workdir} has no checkpoint yet")
@@ -103,8 +105,19 @@ def restore_latest(task: Task, workdir: str, mesh, quarantine: bool = False) -> 
   if quarantine:
     for s in newer:
       os.makedirs(os.path.join(workdir, "corrupt_checkpoints"), exist_ok=True)
-      os.replace(os.path.join(directory, str(s)), os.path.join(workdir, "corrupt_checkpoints", str(s)))
+      target = os.path.join(workdir, "corrupt_checkpoints", str(s))
+      if os.path.exists(target):   # the same step went bad before
+        target += f"-{time.strftime('%Y%m%d-%H%M%S')}"
+      os.replace(os.path.join(directory, str(s)), target)
   return restored["state"], jax.random.wrap_key_data(restored["rng"]), step
+
+
+def _logged_step(line: str) -> float:
+  """The step of a metrics.jsonl line; inf for a line a kill left half-written."""
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return math.inf
 
 
 class MetricsWriter:
@@ -116,7 +129,7 @@ class MetricsWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(self.path):
       with open(self.path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start]
+        kept = [line for line in f if _logged_step(line) <= start]
       with open(self.path + ".tmp", "w") as f:
         f.writelines(kept)
       os.replace(self.path + ".tmp", self.path)
@@ -145,10 +158,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(task.global_batch, mesh)
   check_shapes(task, mesh)
+  stream = pipeline.train_stream(config, task.global_batch, data)   # data errors, too, come before any write
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock(workdir):
     check_or_write_config(config, workdir)
-    return _train(config, workdir, task, eval_fn, mesh, progress, data)
+    return _train(config, workdir, task, eval_fn, mesh, progress, data, stream)
 
 
 def check_shapes(task: Task, mesh) -> None:
@@ -205,7 +219,7 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data):
+def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data, stream):
   tr = config.train
   enable_compilation_cache(config)
   keys = run_keys(config.seed)
@@ -217,7 +231,6 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     ckpt.close()
     state, step_key, start = restore_latest(task, workdir, mesh, quarantine=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
-  stream = pipeline.train_stream(config, task.global_batch, data)
   if config.data.source != "toy" or data is not None:
     source = pipeline.describe_source(config.data, data)
     with open(os.path.join(workdir, "data.json"), "w") as f:

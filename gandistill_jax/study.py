@@ -130,7 +130,7 @@ def _finished(workdir: str, steps_: int) -> bool:
   from gandistill_jax.checkpoint import Checkpointer
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     return False
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   done = ckpt.latest_step() == steps_
   ckpt.close()
   return done

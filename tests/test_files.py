@@ -1,6 +1,7 @@
 """Trustworthy files: corrupt checkpoints are detected and skipped, configs are validated
 before anything is written, data builds are keyed by their files, one run per workdir,
 and every mistake is one line with exit code 2."""
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,22 @@ def test_os_errors_and_bad_arguments_are_one_line_with_exit_code_2(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], (args, err)
   assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_data_that_cannot_train_is_refused_before_anything_is_written(tmp_path):
+  config = small_config()
+  w = str(tmp_path / "w")
+  with pytest.raises(DataError, match="cannot fill a batch"):
+    loop.train(config, w, tasks.gan_task(config), progress=False, data=IMAGES[:8])
+  assert not os.path.exists(w)
+
+
+def test_a_half_written_metrics_line_does_not_block_the_resume(tmp_path):
+  config = small_config()
+  w = str(tmp_path / "w")
+  loop.train(config, w, tasks.gan_task(config), progress=False, data=IMAGES)
+  with open(os.path.join(w, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 5, "d_lo')
+  config.train.steps = 6
+  loop.train(config, w, tasks.gan_task(config), progress=False, data=IMAGES)
+  assert [json.loads(l)["step"] for l in open(os.path.join(w, "metrics.jsonl"))] == [2, 4, 6]
