@@ -3,7 +3,9 @@
     python experiments/bench_sampling.py runs/teacher runs/distill_w16 runs/distill_w4
 
 Prints throughput at batch 1/64/256 and latency at batch 1 (medians of timed runs after
-warm-up), each also as a ratio to the teacher's, and XLA's FLOPs per sample. The time
+warm-up), each also as a ratio to the teacher's, and XLA's FLOPs per sample, for each
+generator exported in its inference form (the default: batch norm folded, upsampling
+chosen by timing) and exported as trained (`optimize=False`, the same math as the library's apply). The time
 of a batch is modelled as t(b) = t0 + b * c from batches 1 and 256: t0 is the fixed cost
 of a call (dispatch, per-op overhead), and "overhead %" is t0 / t(256), the share of a
 batch-256 call that does not grow with the batch. The first workdir is the teacher.
@@ -56,22 +58,27 @@ def main():
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for w in a.workdirs:
-      lib = export.load_generator(w)
-      flops = efficiency.compiled_flops(lib.fn, np.zeros((256, lib.latent_dim), np.float32)) / 256
-      path = os.path.join(tmp, os.path.basename(os.path.normpath(w)) + ".jaxexport")
-      header = export.export_workdir(w, path)
-      exp = export.load_generator(path)
-      rows.append((os.path.basename(os.path.normpath(w)), header["params"], flops,
-                   measure(exp.fn, exp.latent_dim, a.repeats), measure(lib.fn, lib.latent_dim, a.repeats)))
-  t_exp, t_lib = rows[0][3], rows[0][4]
-  print("| generator | params | MFLOPs/sample | source | overhead % (b256) | latency b1 ms | /s b1 | /s b64 | /s b256 | "
+      name = os.path.basename(os.path.normpath(w))
+      forms, headers = {}, {}
+      for source, optimize in (("inference form", True), ("as trained", False)):
+        path = os.path.join(tmp, f"{name}_{optimize}.jaxexport")
+        headers[source] = export.export_workdir(w, path, optimize=optimize)
+        gen = export.load_generator(path)
+        flops = efficiency.compiled_flops(gen.fn, np.zeros((256, gen.latent_dim), np.float32)) / 256
+        forms[source] = (flops, measure(gen.fn, gen.latent_dim, a.repeats))
+      rows.append((name, headers["as trained"]["params"], forms, headers["inference form"]["inference_form"]))
+  print("| generator | params | export | MFLOPs/sample | overhead % (b256) | latency b1 ms | /s b1 | /s b64 | /s b256 | "
         "x teacher b1 | x teacher b64 | x teacher b256 |")
   print("|---" * 12 + "|")
-  for name, params, flops, e, l in rows:
-    for source, m, ref in (("exported", e, t_exp), ("library", l, t_lib)):
-      print(f"| {name} | {params:,} | {flops / 1e6:.2f} | {source} | {100 * m['overhead']:.0f} | {m['latency_ms']:.3f} | " +
+  for name, params, forms, form in rows:
+    for source, (flops, m) in forms.items():
+      ref = rows[0][2][source][1]
+      print(f"| {name} | {params:,} | {source} | {flops / 1e6:.2f} | {100 * m['overhead']:.0f} | {m['latency_ms']:.3f} | " +
             " | ".join(f"{m[f'per_s@{b}']:,.0f}" for b in BATCHES) + " | " +
             " | ".join(f"{m[f'per_s@{b}'] / ref[f'per_s@{b}']:.1f}" for b in BATCHES) + " |")
+  print("\ninference forms chosen by timing on this machine:")
+  for name, _, _, form in rows:
+    print(f"  {name}: {form}")
 
 
 if __name__ == "__main__":

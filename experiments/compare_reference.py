@@ -9,8 +9,13 @@ Reference runs (teacher width 64; students: pixel = MSE with Adam 1e-3, joint = 
 0.5 adversarial vs a fresh width-64 D, scratch = its GAN at the student's width) write
 10,000 EMA samples as .npz; they are reused when present. Ours: the Fashion-MNIST teacher
 config, students cut from our teacher (study.DEFAULT_INIT) and distilled with our `pixel`
-recipe (L1, Adam 1e-3) and our default recipe, and our scratch baseline (the teacher's recipe at the student's
-width, a student-size D). Prints one table and writes compare.md / compare.json.
+recipe (L1, Adam 1e-3) and our default recipe, and our scratch baseline (the teacher's recipe and
+discriminator, the generator at the student's width). Prints one table and writes <table>.md / <table>.json.
+
+Seed-to-seed spread: `--seeds 0 1 2` trains every student row once per seed on both sides
+(rows of seed s > 0 are named *_s<s>; the teacher is seed 0) and adds mean ± sd rows, e.g.
+    nice python experiments/compare_reference.py --workdir runs/compare --widths 8 \
+        --objectives scratch --seeds 0 1 2 --table seeds_w8
 """
 from __future__ import annotations
 
@@ -31,14 +36,17 @@ from gandistill_jax.data import pipeline  # noqa: E402
 from gandistill_jax.eval import evaluate  # noqa: E402
 
 
-def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str) -> str:
+def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str, seed: int) -> str:
   path = os.path.join(workdir, name + ".npz")
   if not os.path.exists(path):
     cmd = [sys.executable, REFERENCE, "--mode", mode, "--width", str(width), "--steps", str(steps_),
-           "--out", name, "--dir", workdir] + (["--teacher", "ref_teacher"] if mode != "gan" else [])
+           "--out", name, "--dir", workdir, "--seed", str(seed)] + (["--teacher", "ref_teacher"] if mode != "gan" else [])
     print("running", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
   return path
+
+
+OBJECTIVES = {"pixel": "pixel", "joint": "joint", "scratch": "gan"}   # ours -> the reference's --mode
 
 
 def score_npz(path: str, config, extractor, real, num: int) -> dict:
@@ -54,6 +62,10 @@ def main():
   ap.add_argument("--widths", type=int, nargs="+", default=[16])
   ap.add_argument("--num", type=int, default=10000, help="samples scored per run")
   ap.add_argument("--recipe", default=study.DEFAULT_RECIPE, help="our distill recipe in the 'joint' column")
+  ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
+                  help="which student rows to run")
+  ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every student row once per seed")
+  ap.add_argument("--table", default="compare", help="name of the .md/.json written in --workdir")
   ap.add_argument("--skip-missing", action="store_true",
                   help="leave out reference runs that have no samples yet instead of training them")
   a = ap.parse_args()
@@ -63,22 +75,31 @@ def main():
   teacher.train.steps = a.steps
   teacher.train.update(sample_every=1000, ckpt_every=1000)
   ours = [study.Run("teacher", "teacher", teacher)]
-  refs = {"teacher": ("gan", 64, "ref_teacher")}
+  refs = {"teacher": ("gan", 64, "ref_teacher", 0)}
+  groups = {}   # "scratch_w8" -> row names over seeds
   for w in a.widths:
     s = study.Student("dcgan", w)
-    ours += [study.Run(f"pixel_w{w}", "distill", study.distill_config(teacher, s, a.steps, "pixel", study.DEFAULT_INIT)),
-             study.Run(f"joint_w{w}", "distill", study.distill_config(teacher, s, a.steps, a.recipe, study.DEFAULT_INIT)),
-             study.Run(f"scratch_w{w}", "scratch", study.scratch_config(teacher, s, a.steps))]
-    refs |= {f"pixel_w{w}": ("pixel", w, f"ref_pixel_w{w}"), f"joint_w{w}": ("joint", w, f"ref_joint_w{w}"),
-             f"scratch_w{w}": ("gan", w, f"ref_scratch_w{w}")}
+    ours_configs = {"pixel": ("distill", lambda: study.distill_config(teacher, s, a.steps, "pixel", study.DEFAULT_INIT)),
+                    "joint": ("distill", lambda: study.distill_config(teacher, s, a.steps, a.recipe, study.DEFAULT_INIT)),
+                    "scratch": ("scratch", lambda: study.scratch_config(teacher, s, a.steps))}
+    for objective in a.objectives:
+      for seed in a.seeds:
+        name = f"{objective}_w{w}" + (f"_s{seed}" if seed else "")
+        kind, make = ours_configs[objective]
+        config = make()
+        config.seed = seed
+        ours.append(study.Run(name, kind, config))
+        refs[name] = (OBJECTIVES[objective], w, "ref_" + name, seed)
+        groups.setdefault(f"{objective}_w{w}", []).append(name)
   ref_dir = os.path.join(a.workdir, "reference")
   os.makedirs(ref_dir, exist_ok=True)
   extractor, real = evaluate.reference(teacher)
   rows = {}
-  for name, (mode, width, out) in refs.items():   # the teacher first: the students need it
+  for name, (mode, width, out, seed) in refs.items():   # the teacher first: the students need it
     if a.skip_missing and not os.path.exists(os.path.join(ref_dir, out + ".npz")):
       continue
-    rows[name] = {"reference": score_npz(reference_run(ref_dir, mode, width, a.steps, out), teacher, extractor, real, a.num)}
+    rows[name] = {"reference": score_npz(reference_run(ref_dir, mode, width, a.steps, out, seed),
+                                         teacher, extractor, real, a.num)}
   ours_results = study.run_all(ours, a.workdir, eval_num=a.num, progress=False)
   for run in ours:
     rows.setdefault(run.name, {"reference": None})["ours"] = ours_results[run.name]
@@ -92,10 +113,18 @@ def main():
       continue
     lines.append(f"| {name} | {ref['fid']:.2f} | {our['fid']:.2f} | {our['fid'] / ref['fid']:.2f} | "
                  f"{ref['recall']:.3f} | {our['recall']:.3f} |")
+  if len(a.seeds) > 1:
+    lines += ["", f"Mean ± sample standard deviation of FID over seeds {a.seeds} (rows where both sides ran every seed):", "",
+              "| run | reference FID | ours FID | ours / reference |", "|---|---|---|---|"]
+    for group, names in groups.items():
+      if all(rows[n]["reference"] is not None for n in names):
+        ref, our = (np.array([rows[n][side]["fid"] for n in names]) for side in ("reference", "ours"))
+        lines.append(f"| {group} | {ref.mean():.2f} ± {ref.std(ddof=1):.2f} | {our.mean():.2f} ± {our.std(ddof=1):.2f} | "
+                     f"{our.mean() / ref.mean():.2f} |")
   md = "\n".join(lines)
-  with open(os.path.join(a.workdir, "compare.md"), "w") as f:
+  with open(os.path.join(a.workdir, a.table + ".md"), "w") as f:
     f.write(md + "\n")
-  with open(os.path.join(a.workdir, "compare.json"), "w") as f:
+  with open(os.path.join(a.workdir, a.table + ".json"), "w") as f:
     json.dump({n: {k: v and {m: v[m] for m in ("fid", "kid", "precision", "recall")} for k, v in r.items()}
                for n, r in rows.items()}, f, indent=2)
   print(md)

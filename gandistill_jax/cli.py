@@ -125,9 +125,12 @@ def cmd_demo(args) -> None:
 
 def cmd_export(args) -> None:
   from gandistill_jax import export
-  header = export.export_workdir(args.workdir, args.out, args.which)
+  header = export.export_workdir(args.workdir, args.out, args.which, optimize=not args.no_optimize)
+  form = header["inference_form"]
   print(f"wrote {args.out}: z ({header['latent_dim']},) -> {header['output_shape']} in [-1, 1], "
-        f"{header['params']:,} params, platforms {header['platforms']}")
+        f"{header['params']:,} params, platforms {header['platforms']}" +
+        (f"; batch norm folded, projection {'fused' if form['fused_projection'] else 'as trained'}, "
+         f"upsampling {'/'.join(form['upsample'])}" if form else ""))
 
 
 def _eval_hook(config):
@@ -202,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--workdir", required=True)
   q.add_argument("--out", required=True, help="e.g. student.jaxexport")
   q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"])
+  q.add_argument("--no-optimize", action="store_true",
+                 help="export the generator as trained (default: batch norm folded, fastest upsampling; same outputs)")
   q.set_defaults(func=cmd_export)
 
   q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gandistill_jax import export, models
+from gandistill_jax.models import dcgan
 from helpers import tiny_config
 
 
@@ -22,6 +23,30 @@ def exported(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("exp") / "g.jaxexport")
   header = export.export_generator(gen, variables, 16, (28, 28, 1), path)
   return gen, variables, path, header
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+@pytest.mark.parametrize("methods", [("phase", "phase"), ("dilated", "dilated"), ("phase", "dilated")])
+def test_folded_batch_norm_form_equals_the_trained_generator(exported, fuse, methods):
+  gen, variables, _, _ = exported
+  folded_gen, folded = dcgan.fold_batch_norm(gen, variables, fuse_projection=fuse)
+  assert "batch_stats" not in folded and not any("BatchNorm" in k for k in folded["params"])
+  assert ("proj_low_rank" in folded["params"]) == (not fuse)
+  z = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+  with jax.default_matmul_precision("highest"):
+    np.testing.assert_allclose(folded_gen.clone(upsample=methods).apply(folded, z), gen.apply(variables, z),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_export_records_its_inference_form_and_can_keep_the_trained_one(exported, tmp_path):
+  gen, variables, _, header = exported
+  form = header["inference_form"]
+  assert form["folded_batch_norm"] and len(form["upsample"]) == 2 and form["max_abs_difference"] < 1e-5
+  plain = export.export_generator(gen, variables, 16, (28, 28, 1), str(tmp_path / "plain.jaxexport"), optimize=False)
+  assert plain["inference_form"] is None
+  mobile = models.build_generator(tiny_config(family="mobile", g_width=4).model)   # no folding for other families
+  mv = models.init_variables(mobile, jax.random.key(0), jnp.zeros((2, 16)))
+  assert export.export_generator(mobile, mv, 16, (28, 28, 1), str(tmp_path / "m.jaxexport"))["inference_form"] is None
 
 
 @pytest.mark.parametrize("batch", [1, 3, 64])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gandistill_jax.models.layers import UpConv, conv_transpose_4x4_s2, depth_to_space
+from gandistill_jax.models.layers import UPSAMPLE_METHODS, UpConv, conv_transpose_4x4_s2, depth_to_space
 
 
 def torch_conv_transpose_reference(x, kernel):
@@ -19,14 +19,15 @@ def torch_conv_transpose_reference(x, kernel):
   return out[:, 1:-1, 1:-1]
 
 
+@pytest.mark.parametrize("method", sorted(UPSAMPLE_METHODS))
 @pytest.mark.parametrize("shape", [(2, 4, 4, 8, 16), (3, 7, 7, 5, 3), (1, 1, 1, 2, 2), (2, 8, 6, 4, 1)])
-def test_upconv_equals_transposed_convolution(shape):
+def test_upconv_equals_transposed_convolution(shape, method):
   b, h, w, c_in, c_out = shape
   kx, kk = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (b, h, w, c_in))
   kernel = jax.random.normal(kk, (4, 4, c_in, c_out)) / np.sqrt(4 * c_in)
   with jax.default_matmul_precision("highest"):
-    ours = conv_transpose_4x4_s2(x, kernel)
+    ours = UPSAMPLE_METHODS[method](x, kernel)
     lax_ref = lax.conv_transpose(x, kernel.swapaxes(2, 3), (2, 2), ((2, 2), (2, 2)),
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)
   assert ours.shape == (b, 2 * h, 2 * w, c_out)

@@ -14,6 +14,10 @@ Generator, for `num_up` upsampling blocks and start resolution s0 = size / 2**nu
 `proj_rank` factorises the latent projection z -> (r) -> s0*s0*c0. In this family the
 projection holds most of a small student's parameters (width 8 at 28x28: 78k of 81k),
 so the factorisation is what lets a student be 50-100x smaller than its teacher.
+
+For deployment, `fold_batch_norm` rewrites a trained generator's eval-mode batch norms into
+the preceding layers (`batch_norm=False`: the projection and every UpConv gain a bias):
+with s = gamma / sqrt(var + eps), BN(W x) = (W s) x + (beta - mean s).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import jax.numpy as jnp
 from gandistill_jax.models.layers import UpConv
 
 _INIT = nn.initializers.normal(0.02)
+_BN_EPS = 1e-5
 _DEFAULT_NUM_UP = {28: 2, 32: 3, 64: 4}
 
 
@@ -56,23 +61,54 @@ class Generator(nn.Module):
   num_up: int = 0          # 0: the family's default for image_size
   proj_rank: int = 0       # 0: a full-rank latent projection
   bn_momentum: float = 0.9
+  batch_norm: bool = True  # False: the folded inference form (biases instead of batch norm)
+  upsample: tuple[str, ...] = ()   # per-UpConv method (layers.UPSAMPLE_METHODS); () = all "phase"
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False, return_features: bool = False):
     chans = stage_channels(self.width, self.image_size, self.num_up)
     s0 = _start_size(self.image_size, len(chans))
-    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)
+    methods = self.upsample or ("phase",) * len(chans)
+    if self.batch_norm:
+      norm = lambda h: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPS)(h)
+    else:
+      norm = lambda h: h
     h = z
     if self.proj_rank:
       h = nn.Dense(self.proj_rank, use_bias=False, kernel_init=_INIT, name="proj_low_rank")(h)
-    h = nn.Dense(s0 * s0 * chans[0], use_bias=False, kernel_init=_INIT, name="proj")(h)
-    h = nn.relu(bn()(h.reshape(z.shape[0], s0, s0, chans[0])))
+    h = nn.Dense(s0 * s0 * chans[0], use_bias=not self.batch_norm, kernel_init=_INIT, name="proj")(h)
+    h = nn.relu(norm(h.reshape(z.shape[0], s0, s0, chans[0])))
     features = [h]
-    for c in chans[1:]:
-      h = nn.relu(bn()(UpConv(c, use_bias=False)(h)))
+    for c, method in zip(chans[1:], methods):
+      h = nn.relu(norm(UpConv(c, use_bias=not self.batch_norm, method=method)(h)))
       features.append(h)
-    img = jnp.tanh(UpConv(self.channels)(h))
+    img = jnp.tanh(UpConv(self.channels, method=methods[-1])(h))
     return (img, features) if return_features else img
+
+
+def fold_batch_norm(gen: Generator, variables: dict, fuse_projection: bool = False) -> tuple[Generator, dict]:
+  """(generator, variables) of the inference form of a trained `gen`: eval-mode batch norms
+  folded into the projection and UpConv kernels, and with `fuse_projection` the low-rank
+  projection z -> r -> n multiplied out into one z -> n matrix. Same outputs in eval mode."""
+  if not gen.batch_norm:
+    raise ValueError("this generator has no batch norm to fold (batch_norm=False)")
+  params, stats = variables["params"], variables["batch_stats"]
+  def scale_shift(i):
+    s = params[f"BatchNorm_{i}"]["scale"] / jnp.sqrt(stats[f"BatchNorm_{i}"]["var"] + _BN_EPS)
+    return s, params[f"BatchNorm_{i}"]["bias"] - stats[f"BatchNorm_{i}"]["mean"] * s
+  n = len(stage_channels(gen.width, gen.image_size, gen.num_up))
+  s, t = scale_shift(0)
+  reps = params["proj"]["kernel"].shape[1] // s.shape[0]   # the projection's output is (s0, s0, c0), channels last
+  folded = {"proj": {"kernel": params["proj"]["kernel"] * jnp.tile(s, reps), "bias": jnp.tile(t, reps)}}
+  if gen.proj_rank and fuse_projection:
+    folded["proj"]["kernel"] = params["proj_low_rank"]["kernel"] @ folded["proj"]["kernel"]
+  elif gen.proj_rank:
+    folded["proj_low_rank"] = params["proj_low_rank"]
+  for i in range(n - 1):
+    s, t = scale_shift(i + 1)
+    folded[f"UpConv_{i}"] = {"kernel": params[f"UpConv_{i}"]["kernel"] * s, "bias": t}
+  folded[f"UpConv_{n - 1}"] = params[f"UpConv_{n - 1}"]
+  return gen.clone(batch_norm=False, proj_rank=0 if fuse_projection else gen.proj_rank), {"params": folded}
 
 
 class Discriminator(nn.Module):

@@ -19,6 +19,12 @@ per phase pair (p_y, p_x)), followed by depth-to-space and a one-pixel crop. The
 is stored in the ConvTranspose layout (4, 4, C_in, C_out), so weights move 1:1 between
 this layer and `torch.nn.ConvTranspose2d(k=4, s=2, p=1)` (after transposing its
 (C_in, C_out, kH, kW) layout), and the extra work is only the ((H + 1) / H)^2 border.
+
+`UpConv(method="dilated")` computes the same y as the textbook form of (1): a stride-1
+convolution of x dilated by 2 (zeros between pixels), padded by 2, with the spatially
+flipped kernel. Its backward pass is the slow one on XLA:CPU, but forward-only it can be
+the faster of the two, e.g. for the last layer (few output channels, where the phase form's
+4 C_out-column matmul is narrow); export picks per layer by timing (export.tune_generator).
 """
 from __future__ import annotations
 
@@ -57,16 +63,26 @@ def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return depth_to_space(y)[:, 1:-1, 1:-1]
 
 
+def conv_transpose_4x4_s2_dilated(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The same transposed convolution as an input-dilated convolution with the flipped kernel."""
+  return lax.conv_general_dilated(x, kernel[::-1, ::-1].astype(x.dtype), (1, 1), ((2, 2), (2, 2)),
+                                  lhs_dilation=(2, 2), dimension_numbers=_DIMS)
+
+
+UPSAMPLE_METHODS = {"phase": conv_transpose_4x4_s2, "dilated": conv_transpose_4x4_s2_dilated}
+
+
 class UpConv(nn.Module):
-  """4x4 stride-2 transposed convolution (2x upsampling), computed as phase convolutions."""
+  """4x4 stride-2 transposed convolution (2x upsampling); `method` picks the (identical) computation."""
   features: int
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+  method: str = "phase"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-    y = conv_transpose_4x4_s2(x, kernel)
+    y = UPSAMPLE_METHODS[self.method](x, kernel)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y
