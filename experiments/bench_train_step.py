@@ -1,15 +1,24 @@
 """Throughput of the jitted teacher step (DCGAN, 32x32x1, batch 64) against the machine's matmul rate.
 
-    python experiments/bench_train_step.py [--widths 64 16] [--steps 30]
+    python experiments/bench_train_step.py [--widths 64 16] [--steps 30] [--reuse-fake]
+    python experiments/bench_train_step.py --widths 64 --vs-torch [--rounds 3]
 
 Prints, per G/D width: compile time of the first step, steady-state images/s, GFLOP/s
 achieved (XLA's cost-analysis FLOPs of one step / its time), the same machine's fp32
 matmul GFLOP/s measured in this run, and their ratio.
+
+`--vs-torch` also runs the PyTorch eager reference step (../shared/reference/
+torch_dcgan_step.py; torch is a benchmark-only dependency) on the same architecture,
+batch and 32x32x1 images, alternating ours and theirs `--rounds` times in one sitting, and
+prints the ratio of median images/s. The reference's G update reuses the D update's fake
+batch, so ours runs with `loss.reuse_fake=True` there (one G forward per step on both sides).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -23,6 +32,9 @@ from machine import describe, seconds_per_step  # noqa: E402
 
 from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps  # noqa: E402
 
+TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference",
+                          "torch_dcgan_step.py")
+
 
 def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
@@ -34,10 +46,12 @@ def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
   return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def bench_width(width: int, batch: int, n_steps: int) -> dict:
+def teacher_step(width: int, batch: int, reuse_fake: bool = False):
+  """(compiled teacher step, state, batch, key) for DCGAN at `width`, 32x32x1, non-saturating loss."""
   c = config_lib.base_config()
   c.model.update(image_size=32, channels=1, g_width=width, d_width=width)
   c.train.batch_size = batch
+  c.loss.reuse_fake = reuse_fake
   gen, disc = models.build_generator(c.model), models.build_discriminator(c.model)
   g_tx, d_tx = state_lib.adam(c.optim.g_lr, c.optim), state_lib.adam(c.optim.d_lr, c.optim)
   mesh = parallel.make_mesh()
@@ -46,8 +60,12 @@ def bench_width(width: int, batch: int, n_steps: int) -> dict:
   images = np.random.default_rng(0).uniform(-1, 1, (batch, 32, 32, 1)).astype(np.float32)
   batch_arr = parallel.host_to_global({"image": images}, mesh)
   key = jax.random.key(1)
+  return step.lower(state, batch_arr, key).compile(), state, batch_arr, key
+
+
+def bench_width(width: int, batch: int, n_steps: int, reuse_fake: bool = False) -> dict:
   t = time.perf_counter()
-  compiled = step.lower(state, batch_arr, key).compile()
+  compiled, state, batch_arr, key = teacher_step(width, batch, reuse_fake)
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
@@ -57,22 +75,41 @@ def bench_width(width: int, batch: int, n_steps: int) -> dict:
               step_ms=dt * 1e3, gflops=flops / dt / 1e9, step_gflop=flops / 1e9)
 
 
+def torch_images_per_s(width: int, batch: int, n_steps: int) -> float:
+  out = subprocess.run([sys.executable, TORCH_STEP, "--ngf", str(width), "--batch", str(batch), "--size", "32",
+                        "--steps", str(n_steps)], check=True, capture_output=True, text=True).stdout
+  return json.loads(out.strip().splitlines()[-1])["images_per_s"]
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--widths", type=int, nargs="+", default=[64, 16])
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--steps", type=int, default=30)
+  p.add_argument("--reuse-fake", action="store_true", help="loss.reuse_fake=True (one G forward per step)")
+  p.add_argument("--vs-torch", action="store_true", help="alternate with the PyTorch eager reference step")
+  p.add_argument("--rounds", type=int, default=3, help="ours/theirs pairs with --vs-torch")
   a = p.parse_args()
   print(describe())
   print("command: python experiments/bench_train_step.py " + " ".join(sys.argv[1:]))
   peak = matmul_gflops()
   print(f"fp32 matmul (2048^2, jit): {peak:.1f} GFLOP/s")
+  reuse = a.reuse_fake or a.vs_torch
   for w in a.widths:
-    r = bench_width(w, a.batch, a.steps)
-    print(f"width {r['width']:3d} (G {r['g_params']:,} params): compile {r['compile_s']:.1f}s | "
-          f"{r['images_per_s']:.0f} images/s ({r['step_ms']:.1f} ms/step) | "
-          f"{r['step_gflop']:.2f} GFLOP/step -> {r['gflops']:.1f} GFLOP/s = "
-          f"{100 * r['gflops'] / peak:.0f}% of matmul")
+    ours, theirs = [], []
+    for _ in range(a.rounds if a.vs_torch else 1):
+      r = bench_width(w, a.batch, a.steps, reuse)
+      ours.append(r["images_per_s"])
+      print(f"width {r['width']:3d} (G {r['g_params']:,} params, reuse_fake={reuse}): build+compile {r['compile_s']:.1f}s | "
+            f"{r['images_per_s']:.0f} images/s ({r['step_ms']:.1f} ms/step) | "
+            f"{r['step_gflop']:.2f} GFLOP/step -> {r['gflops']:.1f} GFLOP/s = "
+            f"{100 * r['gflops'] / peak:.0f}% of matmul", flush=True)
+      if a.vs_torch:
+        theirs.append(torch_images_per_s(w, a.batch, a.steps))
+        print(f"width {w:3d} PyTorch eager reference: {theirs[-1]:.0f} images/s", flush=True)
+    if a.vs_torch:
+      print(f"width {w}: ours {np.median(ours):.0f} vs PyTorch {np.median(theirs):.0f} images/s (medians of "
+            f"{a.rounds}) = {np.median(ours) / np.median(theirs):.2f}x")
 
 
 if __name__ == "__main__":
