@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
 import ml_collections
 import numpy as np

@@ -11,7 +11,6 @@ import os
 import sys
 import time
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_train_step import bench_width  # noqa: E402
 from machine import describe  # noqa: E402

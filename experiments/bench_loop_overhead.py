@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
 import numpy as np
 

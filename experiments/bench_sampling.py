@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
 import numpy as np
 

@@ -1,11 +1,12 @@
 """Throughput of the jitted teacher step (DCGAN, 32x32x1, batch 64) against the machine's matmul rate.
 
-    python experiments/bench_train_step.py [--widths 64 16] [--steps 30] [--reuse-fake]
+    python experiments/bench_train_step.py [--widths 64 16] [--batches 64] [--dtypes float32 bfloat16]
     python experiments/bench_train_step.py --widths 64 --vs-torch [--rounds 3]
 
-Prints, per G/D width: compile time of the first step, steady-state images/s, GFLOP/s
-achieved (XLA's cost-analysis FLOPs of one step / its time), the same machine's fp32
-matmul GFLOP/s measured in this run, and their ratio.
+Prints one table row per (compute dtype, G/D width, batch) on the default device: build +
+compile time, steady-state images/s, TFLOP/s achieved (XLA's cost-analysis FLOPs of one
+step / its time), and that as a share of the same device's matmul rate in the same dtype,
+measured in this run (a large square matmul: the practical peak).
 
 `--vs-torch` also runs the PyTorch eager reference step (../shared/reference/
 torch_dcgan_step.py; torch is a benchmark-only dependency) on the same architecture,
@@ -22,9 +23,7 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -36,8 +35,9 @@ TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."
                           "torch_dcgan_step.py")
 
 
-def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+def matmul_gflops(dtype: str = "float32", reps: int = 10) -> float:
+  n = 2048 if jax.default_backend() == "cpu" else 8192
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
   t = time.perf_counter()
@@ -46,11 +46,11 @@ def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
   return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def teacher_step(width: int, batch: int, reuse_fake: bool = False):
+def teacher_step(width: int, batch: int, reuse_fake: bool = False, dtype: str = "float32"):
   """(compiled teacher step, state, batch, key) for DCGAN at `width`, 32x32x1, non-saturating loss."""
   c = config_lib.base_config()
   c.model.update(image_size=32, channels=1, g_width=width, d_width=width)
-  c.train.batch_size = batch
+  c.train.update(batch_size=batch, compute_dtype=dtype)
   c.loss.reuse_fake = reuse_fake
   gen, disc = models.build_generator(c.model), models.build_discriminator(c.model)
   g_tx, d_tx = state_lib.adam(c.optim.g_lr, c.optim), state_lib.adam(c.optim.d_lr, c.optim)
@@ -63,9 +63,9 @@ def teacher_step(width: int, batch: int, reuse_fake: bool = False):
   return step.lower(state, batch_arr, key).compile(), state, batch_arr, key
 
 
-def bench_width(width: int, batch: int, n_steps: int, reuse_fake: bool = False) -> dict:
+def bench_width(width: int, batch: int, n_steps: int, reuse_fake: bool = False, dtype: str = "float32") -> dict:
   t = time.perf_counter()
-  compiled, state, batch_arr, key = teacher_step(width, batch, reuse_fake)
+  compiled, state, batch_arr, key = teacher_step(width, batch, reuse_fake, dtype)
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
@@ -84,7 +84,9 @@ def torch_images_per_s(width: int, batch: int, n_steps: int) -> float:
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--widths", type=int, nargs="+", default=[64, 16])
-  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--batches", type=int, nargs="+", default=[64])
+  p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                 help="train.compute_dtype values to run")
   p.add_argument("--steps", type=int, default=30)
   p.add_argument("--reuse-fake", action="store_true", help="loss.reuse_fake=True (one G forward per step)")
   p.add_argument("--vs-torch", action="store_true", help="alternate with the PyTorch eager reference step")
@@ -92,24 +94,27 @@ def main():
   a = p.parse_args()
   print(describe())
   print("command: python experiments/bench_train_step.py " + " ".join(sys.argv[1:]))
-  peak = matmul_gflops()
-  print(f"fp32 matmul (2048^2, jit): {peak:.1f} GFLOP/s")
+  peaks = {d: matmul_gflops(d) for d in a.dtypes}
+  print("matmul rate: " + ", ".join(f"{d} {g / 1e3:.2f} TFLOP/s" for d, g in peaks.items()))
   reuse = a.reuse_fake or a.vs_torch
-  for w in a.widths:
-    ours, theirs = [], []
-    for _ in range(a.rounds if a.vs_torch else 1):
-      r = bench_width(w, a.batch, a.steps, reuse)
-      ours.append(r["images_per_s"])
-      print(f"width {r['width']:3d} (G {r['g_params']:,} params, reuse_fake={reuse}): build+compile {r['compile_s']:.1f}s | "
-            f"{r['images_per_s']:.0f} images/s ({r['step_ms']:.1f} ms/step) | "
-            f"{r['step_gflop']:.2f} GFLOP/step -> {r['gflops']:.1f} GFLOP/s = "
-            f"{100 * r['gflops'] / peak:.0f}% of matmul", flush=True)
-      if a.vs_torch:
-        theirs.append(torch_images_per_s(w, a.batch, a.steps))
-        print(f"width {w:3d} PyTorch eager reference: {theirs[-1]:.0f} images/s", flush=True)
-    if a.vs_torch:
-      print(f"width {w}: ours {np.median(ours):.0f} vs PyTorch {np.median(theirs):.0f} images/s (medians of "
-            f"{a.rounds}) = {np.median(ours) / np.median(theirs):.2f}x")
+  print(f"\nloss.reuse_fake={reuse}\n\n| compute dtype | width | batch | G params | build+compile s | images/s | ms/step | "
+        f"GFLOP/step | TFLOP/s | % of matmul rate |\n|---|---|---|---|---|---|---|---|---|---|")
+  for dtype in a.dtypes:
+    for w in a.widths:
+      for batch in a.batches:
+        ours, theirs = [], []
+        for _ in range(a.rounds if a.vs_torch else 1):
+          r = bench_width(w, batch, a.steps, reuse, dtype)
+          ours.append(r["images_per_s"])
+          print(f"| {dtype} | {w} | {batch} | {r['g_params']:,} | {r['compile_s']:.1f} | {r['images_per_s']:.0f} | "
+                f"{r['step_ms']:.1f} | {r['step_gflop']:.2f} | {r['gflops'] / 1e3:.3f} | "
+                f"{100 * r['gflops'] / peaks[dtype]:.0f}% |", flush=True)
+          if a.vs_torch:
+            theirs.append(torch_images_per_s(w, batch, a.steps))
+            print(f"| PyTorch eager reference | {w} | {batch} | | | {theirs[-1]:.0f} | | | | |", flush=True)
+        if a.vs_torch:
+          print(f"\nwidth {w}, batch {batch}: ours {np.median(ours):.0f} vs PyTorch {np.median(theirs):.0f} images/s "
+                f"(medians of {a.rounds}) = {np.median(ours) / np.median(theirs):.2f}x\n")
 
 
 if __name__ == "__main__":

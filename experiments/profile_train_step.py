@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -19,6 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from gandistill_jax.parallel import to_host
+
 
 class CorruptCheckpoint(ValueError):
   """A saved step that cannot be restored as it was written."""
@@ -27,7 +29,7 @@ class CorruptCheckpoint(ValueError):
 def checksums(tree: Any) -> dict[str, str]:
   """{path in the pytree: SHA-256 of the array's bytes} for every leaf."""
   leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {jax.tree_util.keystr(path): hashlib.sha256(np.ascontiguousarray(jax.device_get(x)).tobytes()).hexdigest()
+  return {jax.tree_util.keystr(path): hashlib.sha256(np.ascontiguousarray(to_host(x)).tobytes()).hexdigest()
           for path, x in leaves}
 
 

@@ -54,7 +54,8 @@ def cmd_train(args, kind: str) -> None:
 
 
 def _report_end(kind: str, state, config, workdir: str) -> None:
-  step = int(state.step)
+  from gandistill_jax import parallel
+  step = int(parallel.to_host(state.step))
   if step >= config.train.steps:
     print(f"{kind} run finished at step {step}; workdir: {workdir}")
   else:
@@ -219,7 +220,28 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--format", choices=["png", "npz"], default="png")
   q.add_argument("--seed", type=int, default=0)
   q.set_defaults(func=cmd_sample)
+  for q in sub.choices.values():
+    g = q.add_argument_group("multi-process runs (one process per host; every process runs the same command)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, e.g. host0:1234")
+    g.add_argument("--num-processes", type=int, help="how many processes join")
+    g.add_argument("--process-id", type=int, help="this process's index, 0 .. N-1")
+    g.add_argument("--distributed", action="store_true",
+                   help="join with what jax.distributed reads from the cluster (SLURM, Open MPI, TPU pods)")
   return p
+
+
+def join_processes(args) -> None:
+  """jax.distributed.initialize from the command's flags; nothing for a single process."""
+  given = [args.coordinator, args.num_processes, args.process_id]
+  if not (args.distributed or any(v is not None for v in given)):
+    return
+  if not args.distributed and any(v is None for v in given):
+    raise UsageError("a multi-process run needs --coordinator, --num-processes and --process-id together "
+                     "(or --distributed on a cluster jax can read)")
+  if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+    raise UsageError(f"--process-id {args.process_id} is not in 0 .. {args.num_processes - 1}")
+  from gandistill_jax import parallel
+  parallel.initialize_distributed(args.coordinator or "", args.num_processes, args.process_id)
 
 
 def _one_line(e: Exception) -> str:
@@ -237,6 +259,7 @@ def main(argv=None) -> int:
   from gandistill_jax.data.errors import DataError
   from gandistill_jax.loop import ConfigMismatch, TrainingDiverged, WorkdirBusy
   try:
+    join_processes(args)
     args.func(args)
   except (UsageError, DataError, ConfigMismatch, WorkdirBusy, OSError, ValueError) as e:  # ArtifactError,
     print(f"gandistill {args.command}: error: {_one_line(e)}", file=sys.stderr)          # CorruptCheckpoint too

@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep = 3                # last N checkpoints kept
   c.train.best_metric = ""        # e.g. "fid": also keep the best checkpoint by it (lower wins)
   c.train.compile_cache = True    # XLA's persistent compilation cache in <cache_dir>/xla
+  c.train.compute_dtype = "float32"   # or "bfloat16": G and D compute in it (params, optimizer, losses, EMA stay fp32)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
@@ -101,7 +102,7 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
 # full key, or by its last part for keys every model section has.
 LEGACY_DEFAULTS = {
     "d_batch_norm": False, "reuse_fake": False, "d_family": "", "expand": 2, "upsample": "nearest",
-    "g_batch_norm": True,
+    "g_batch_norm": True, "train.compute_dtype": "float32",
     "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
     "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
     "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",
@@ -151,6 +152,9 @@ RANGES = (
 )
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError (one line, naming the key) for values no run can use."""
   flat = flatten(config.to_dict())
@@ -163,6 +167,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value < lo or (hi is not None and value > hi):
       bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
       raise ValueError(f"{key}={value!r} must be {bound}")
+  if flat.get("train.compute_dtype", "float32") not in COMPUTE_DTYPES:
+    raise ValueError(f"train.compute_dtype={flat['train.compute_dtype']!r} must be one of {COMPUTE_DTYPES}")
   for key, value in flat.items():
     if key.startswith("distill.") and key.endswith("_weight") and isinstance(value, (int, float)) and value < 0:
       raise ValueError(f"{key}={value!r} must be >= 0")

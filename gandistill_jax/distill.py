@@ -114,7 +114,8 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
   disc = models.build_discriminator(d_cfg)
   s_tx = state_lib.adam(dc.get("g_lr", 0.0) or config.optim.g_lr, config.optim)
   d_tx = state_lib.adam(config.optim.d_lr, config.optim)
-  d_update = steps.make_d_update(disc, d_tx, d_loss_cfg)
+  dtype = config.train.get("compute_dtype", "float32")
+  d_update = steps.make_d_update(disc, d_tx, d_loss_cfg, dtype)
   real_weight = dc.get("d_real_data_weight", 0.0)
   if dc.mode not in ("online", "offline"):
     raise ValueError(f"distill.mode={dc.mode!r} is unknown; use 'online' or 'offline'")
@@ -161,12 +162,14 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
     if dc.mode == "online":
       b = batch["image"].shape[0]
       z = distill_latent(rng, state.step, b, latent)
-      t_img, t_feats = t_gen.apply(state.teacher_g, z, train=False, return_features=True)
+      t_img, t_feats = steps.apply_model(t_gen, state.teacher_g["params"], state.teacher_g.get("batch_stats"), z,
+                                         train=False, compute_dtype=dtype, return_features=True)[0]
     else:
       z, t_img, t_feats = batch["z"], batch["teacher"], None
     t_img = jax.lax.stop_gradient(t_img)
     t_feats = jax.lax.stop_gradient(t_feats)
-    g_fwd = lambda p: steps.apply_model(s_gen, p["generator"], state.s_stats, z, train=True, return_features=True)
+    g_fwd = lambda p: steps.apply_model(s_gen, p["generator"], state.s_stats, z, train=True, compute_dtype=dtype,
+                                        return_features=True)
     ((img, feats), s_stats), g_vjp = jax.vjp(g_fwd, state.s_params)
     d_params, d_stats, d_opt, metrics = state.d_params, state.d_stats, state.d_opt, {}
     if use_disc:
@@ -175,8 +178,10 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
           if d_real == "teacher" else [(batch["image"], 1.0)]
       d_params, d_stats, d_opt, metrics = d_update(d_params, d_stats, d_opt, reals, fake,
                                                    jax.random.fold_in(key, 1))
-    frozen_d = lambda x: t_disc.apply(state.teacher_d, x, return_features=True)
-    student_d = (lambda x: steps.apply_disc(disc, d_params, d_stats, x, return_features=True)) if use_disc else None
+    frozen_d = lambda x: steps.apply_model(t_disc, state.teacher_d["params"], state.teacher_d.get("batch_stats"), x,
+                                           train=False, compute_dtype=dtype, return_features=True)[0]
+    student_d = ((lambda x: steps.apply_disc(disc, d_params, d_stats, x, compute_dtype=dtype, return_features=True))
+                 if use_disc else None)
     adapt = lambda p: (lambda f: Adapters(tuple(t.shape[-1] for t in t_feats)).apply({"params": p}, f))
 
     def loss_fn(img, feats, adapters):

@@ -78,18 +78,18 @@ def workdir_generator_variables(workdir: str, which: str = "auto"):
   from gandistill_jax import loop, models
   config = loop.load_config(workdir)
   task = task_for(config)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  state, _, _ = loop.restore_latest(task, workdir, mesh)
+  state, _, _ = loop.restore_latest(task, workdir, parallel.make_mesh())   # global arrays, in every process
+  host = parallel.to_host
   if which in ("auto", "ema", "student"):
-    return task.generator, jax.jit(task.generator_variables)(state), config
+    return task.generator, host(jax.jit(task.generator_variables)(state)), config
   if which == "live":
     if hasattr(state, "g_params"):
-      return task.generator, {"params": state.g_params, "batch_stats": state.g_stats}, config
-    return task.generator, {"params": state.s_params["generator"], "batch_stats": state.s_stats}, config
+      return task.generator, host({"params": state.g_params, "batch_stats": state.g_stats}), config
+    return task.generator, host({"params": state.s_params["generator"], "batch_stats": state.s_stats}), config
   if which == "teacher":
     if "distill" not in config:
       raise ValueError(f"--which teacher needs a distill workdir; {workdir} is a {task.kind} run")
-    return models.build_generator(config.teacher_model), state.teacher_g, config
+    return models.build_generator(config.teacher_model), host(state.teacher_g), config
   raise ValueError(f"--which {which!r} is unknown; use auto, ema, live, teacher or student")
 
 

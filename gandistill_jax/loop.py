@@ -7,6 +7,11 @@ Only this module (and the CLI) touch files, signals and the clock. A run killed 
 moment resumes from its latest checkpoint to the same parameters, bit for bit on CPU:
 the step's randomness and the data are pure functions of (seed, step). SIGTERM
 (preemption) saves at the current step and returns.
+
+With several processes (parallel.initialize_distributed) every process runs this loop
+on its rows of the global batch; keys, states and restores are global arrays on the
+mesh, Orbax coordinates the checkpoints, and only the primary process writes config.json,
+data.json, metrics.jsonl, TensorBoard events and sample grids.
 """
 from __future__ import annotations
 
@@ -48,8 +53,8 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
   return {name: jax.random.fold_in(base, i) for i, name in enumerate(("init", "step", "samples"))}
 
 
-def check_or_write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes workdir/config.json, or refuses a workdir whose saved config differs."""
+def check_or_write_config(config: ml_collections.ConfigDict, workdir: str, write: bool = True) -> None:
+  """Writes workdir/config.json (if `write`), or refuses a workdir whose saved config differs."""
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json())
   if os.path.exists(path):
@@ -59,6 +64,8 @@ def check_or_write_config(config: ml_collections.ConfigDict, workdir: str) -> No
     if diffs:
       raise ConfigMismatch(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); "
                            f"use a new --workdir or the saved config")
+  if not write:
+    return
   os.makedirs(workdir, exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
@@ -102,13 +109,15 @@ def restore_latest(task: Task, workdir: str, mesh, quarantine: bool = False) -> 
     ckpt.close()
   for problem in problems:
     print(f"gandistill: {problem}; using step {step}", file=sys.stderr, flush=True)
-  if quarantine:
+  if quarantine and parallel.is_primary():
     for s in newer:
       os.makedirs(os.path.join(workdir, "corrupt_checkpoints"), exist_ok=True)
       target = os.path.join(workdir, "corrupt_checkpoints", str(s))
       if os.path.exists(target):   # the same step went bad before
         target += f"-{time.strftime('%Y%m%d-%H%M%S')}"
       os.replace(os.path.join(directory, str(s)), target)
+  if quarantine:
+    parallel.sync("quarantine")
   return restored["state"], jax.random.wrap_key_data(restored["rng"]), step
 
 
@@ -161,8 +170,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
   stream = pipeline.train_stream(config, task.global_batch, data)   # data errors, too, come before any write
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock(workdir):
-    check_or_write_config(config, workdir)
-    return _train(config, workdir, task, eval_fn, mesh, progress, data, stream)
+    check_or_write_config(config, workdir, write=parallel.is_primary())
+    parallel.sync("config")
+    return _train(config, workdir, task, eval_fn, mesh, progress and parallel.is_primary(), data, stream)
 
 
 def check_shapes(task: Task, mesh) -> None:
@@ -186,9 +196,12 @@ class WorkdirBusy(RuntimeError):
 
 @contextlib.contextmanager
 def workdir_lock(workdir: str):
-  """An exclusive lock on workdir/.lock for the duration of a run. flock locks belong to
-  the open file, so the OS releases them when the process exits in any way (even kill -9):
-  a lock is never stale."""
+  """An exclusive lock on workdir/.lock for the duration of a run (taken by the primary
+  process of a multi-process run). flock locks belong to the open file, so the OS releases
+  them when the process exits in any way (even kill -9): a lock is never stale."""
+  if not parallel.is_primary():
+    yield
+    return
   path = os.path.join(workdir, ".lock")
   f = open(path, "a+")
   try:
@@ -226,12 +239,13 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   start = ckpt.latest_step()
   if start is None:
-    state, step_key, start = parallel.replicate(task.init(keys["init"]), mesh), keys["step"], 0
+    state, step_key, start = parallel.replicate((task.init(keys["init"]), keys["step"]), mesh) + (0,)
   else:
     ckpt.close()
     state, step_key, start = restore_latest(task, workdir, mesh, quarantine=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
-  if config.data.source != "toy" or data is not None:
+  primary = parallel.is_primary()
+  if primary and (config.data.source != "toy" or data is not None):
     source = pipeline.describe_source(config.data, data)
     with open(os.path.join(workdir, "data.json"), "w") as f:
       json.dump(source, f, indent=2)
@@ -239,9 +253,9 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
           file=sys.stderr, flush=True)
   step_fn = parallel.jit_step(task.step, mesh)
   variables_fn = jax.jit(task.generator_variables)
-  fixed_z = steps.sample_latent(keys["samples"], 64, task.latent_dim)
+  fixed_z = parallel.replicate(steps.sample_latent(keys["samples"], 64, task.latent_dim), mesh)
   sample_fn = jax.jit(lambda v, z: task.generator.apply(v, z))
-  writer = MetricsWriter(workdir, start)
+  writer = MetricsWriter(workdir, start) if primary else None
 
   def save(step, metrics=None):
     meta = {"step": step, "data_step": step, "kind": task.kind, "config": json.loads(config.to_json())}
@@ -271,7 +285,7 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
       eval_now = bool(eval_fn) and tr.eval_every > 0 and (step % tr.eval_every == 0 or step == tr.steps)
       if not (log_now or ckpt_now or eval_now or step % tr.sample_every == 0):
         continue
-      values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      values = {k: float(v) for k, v in parallel.to_host(metrics).items()}
       if not all(math.isfinite(v) for v in values.values()):
         raise TrainingDiverged(f"non-finite loss at step {step} ({values}); the last good checkpoint "
                                f"(step {ckpt.latest_step()}) is kept in {workdir}/checkpoints")
@@ -280,15 +294,18 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
         if step > step_log:
           values["steps_per_s"] = (step - step_log) / max(now - t_log, 1e-9)
         t_log, step_log = now, step
-        writer.write(step, values)
+        if writer:
+          writer.write(step, values)
         bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "loss")})
       if step % tr.sample_every == 0 or step == tr.steps:
-        samples = sample_fn(variables_fn(state), fixed_z)
-        save_samples(samples, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+        samples = parallel.to_host(sample_fn(variables_fn(state), fixed_z))   # every process computes
+        if primary:
+          save_samples(samples, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
       eval_metrics = None
       if eval_now:
         eval_metrics = eval_fn(task, state)
-        writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
+        if writer:
+          writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
       if ckpt_now or eval_now:
         save(step, eval_metrics)
       t_log, step_log = time.perf_counter(), step
@@ -316,8 +333,8 @@ def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
                        f"has {config.model[key]!r}; they must match")
   task = tasks.gan_task(t_config)
   try:
-    state, _, _ = restore_latest(task, teacher_dir, parallel.make_mesh(jax.devices()[:1]))
+    state, _, _ = restore_latest(task, teacher_dir, parallel.make_mesh())
   except FileNotFoundError:
     raise FileNotFoundError(f"--teacher {teacher_dir} has no checkpoint yet; train it first") from None
   g_vars = jax.jit(task.generator_variables)(state)
-  return t_config.model, {"g": g_vars, "d": {"params": state.d_params, "batch_stats": state.d_stats}}
+  return t_config.model, parallel.to_host({"g": g_vars, "d": {"params": state.d_params, "batch_stats": state.d_stats}})

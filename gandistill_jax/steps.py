@@ -2,6 +2,12 @@
 
 Randomness: the step folds `state.step` into the run's key, so a step's randomness is
 a function of (seed, step) alone, which is what makes killed runs resume bitwise.
+
+Mixed precision (`train.compute_dtype='bfloat16'`, Micikevicius et al. 2018 without loss
+scaling, which bfloat16's fp32 exponent range makes unnecessary): G and D run on bfloat16
+copies of their fp32 parameters and inputs, so convolutions and activations are bfloat16;
+their outputs come back as fp32, so losses, gradients (through the casts), optimizer
+states, the EMA and batch-norm statistics (which flax reduces in fp32) stay fp32.
 """
 from __future__ import annotations
 
@@ -19,17 +25,29 @@ from gandistill_jax import losses
 from gandistill_jax.state import GANState
 
 
-def apply_model(module: nn.Module, params, stats, x, train: bool, **kwargs):
+def cast_floats(tree, dtype):
+  """The pytree with its floating-point leaves cast to `dtype` (others as they are)."""
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def apply_model(module: nn.Module, params, stats, x, train: bool, compute_dtype: str = "float32", **kwargs):
   """module.apply with the 'batch_stats' collection; returns (output, new_stats).
 
   In train mode the collection is mutable (batch norm updates its running averages,
   spectral norm its power iteration); otherwise it is read only and returned as is.
+  With a `compute_dtype` other than float32 the module computes on cast copies of
+  `params` and `x`; its outputs come back as float32 and new statistics in their own dtype.
   """
+  mixed = compute_dtype != "float32"
+  if mixed:
+    params, x = cast_floats(params, compute_dtype), cast_floats(x, compute_dtype)
   variables = {"params": params, "batch_stats": stats} if stats else {"params": params}
   if train and stats:
     out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
-    return out, updates["batch_stats"]
-  return module.apply(variables, x, train=train, **kwargs), stats
+    new_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), updates["batch_stats"], stats)
+  else:
+    out, new_stats = module.apply(variables, x, train=train, **kwargs), stats
+  return (cast_floats(out, jnp.float32) if mixed else out), new_stats
 
 
 def sample_latent(rng: jax.Array, batch: int, latent_dim: int) -> jax.Array:
@@ -55,14 +73,15 @@ def uses_batch_norm(disc: nn.Module) -> bool:
   return bool(getattr(disc, "batch_norm", False))
 
 
-def apply_disc(disc: nn.Module, params, stats, x, **kwargs):
+def apply_disc(disc: nn.Module, params, stats, x, compute_dtype: str = "float32", **kwargs):
   """D on a batch the generator is scored on: in train mode when D uses batch norm (a batch
   is normalised by its own statistics, as in the D update), else in inference mode. D's
   state is owned by its own update, so any statistics computed here are dropped."""
-  return apply_model(disc, params, stats, x, train=uses_batch_norm(disc), **kwargs)[0]
+  return apply_model(disc, params, stats, x, train=uses_batch_norm(disc), compute_dtype=compute_dtype, **kwargs)[0]
 
 
-def make_d_update(disc: nn.Module, d_tx: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict):
+def make_d_update(disc: nn.Module, d_tx: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
+                  compute_dtype: str = "float32"):
   """One discriminator update: returns update(d_params, d_stats, d_opt, reals, fake, key).
 
   `reals` is a list of (batch, weight) that D learns to call real against `fake`:
@@ -86,14 +105,15 @@ def make_d_update(disc: nn.Module, d_tx: optax.GradientTransformation, loss_cfg:
       if separate:
         logits, stats = [], d_stats
         for x in batches:
-          out, stats = apply_model(disc, params, stats, x, train=True)
+          out, stats = apply_model(disc, params, stats, x, train=True, compute_dtype=compute_dtype)
           logits.append(out)
       else:
-        out, stats = apply_model(disc, params, d_stats, jnp.concatenate(batches), train=True)
+        out, stats = apply_model(disc, params, d_stats, jnp.concatenate(batches), train=True,
+                                 compute_dtype=compute_dtype)
         logits = jnp.split(out, np.cumsum([x.shape[0] for x in batches])[:-1])
       fake_logits = logits[-1]
       loss = sum(w * adv.d_loss(l, fake_logits) for (_, w), l in zip(reals, logits))
-      d_fn = lambda x: apply_model(disc, params, stats, x, train=False)[0]
+      d_fn = lambda x: apply_model(disc, params, stats, x, train=False, compute_dtype=compute_dtype)[0]
       metrics = {"d_loss": loss, "d_real": jnp.mean(logits[0]), "d_fake": jnp.mean(fake_logits)}
       if gp_weight:
         metrics["gp"] = losses.gradient_penalty(d_fn, real, fake, key)
@@ -129,15 +149,16 @@ def make_teacher_step(gen: nn.Module, disc: nn.Module, g_tx: optax.GradientTrans
   loss_cfg, latent_dim = config.loss, config.model.latent_dim
   n_critic, ema_decay = loss_cfg.get("n_critic", 1), config.train.ema_decay
   reuse_fake = loss_cfg.get("reuse_fake", False)
+  dtype = config.train.get("compute_dtype", "float32")
   adv = losses.adversarial(loss_cfg.name)
-  d_update = make_d_update(disc, d_tx, loss_cfg)
+  d_update = make_d_update(disc, d_tx, loss_cfg, dtype)
 
   def step(state: GANState, batch: dict, rng: jax.Array) -> tuple[GANState, dict]:
     key = jax.random.fold_in(rng, state.step)
     d_key, g_key = jax.random.split(key)
     reals = split_critic_batches(batch["image"], n_critic)
     b = reals.shape[1]
-    g_fwd = lambda g_params, z: apply_model(gen, g_params, state.g_stats, z, train=True)
+    g_fwd = lambda g_params, z: apply_model(gen, g_params, state.g_stats, z, train=True, compute_dtype=dtype)
 
     # A Python loop, not lax.scan: n_critic is small and XLA:CPU runs convolutions inside
     # a while loop ~50x slower than unrolled ones (measured on this DCGAN step).
@@ -152,7 +173,7 @@ def make_teacher_step(gen: nn.Module, disc: nn.Module, g_tx: optax.GradientTrans
       d_params, d_stats, d_opt, d_metrics = d_update(d_params, d_stats, d_opt, [(real, 1.0)],
                                                      jax.lax.stop_gradient(fake), gp_key)
 
-    score = lambda x: adv.g_loss(apply_disc(disc, d_params, d_stats, x))
+    score = lambda x: adv.g_loss(apply_disc(disc, d_params, d_stats, x, compute_dtype=dtype))
     if reuse_fake:
       g_loss, d_fake = jax.value_and_grad(score)(fake)
       (grads,) = g_vjp(d_fake)

@@ -38,3 +38,12 @@ def fashion_mnist_eval(tmp_path_factory):
   config.eval.cache_dir = str(root / "cache")
   extractor, real = evaluate.reference(config)
   return config, extractor, real
+
+
+@pytest.fixture(scope="module")
+def idx_data(tmp_path_factory):
+  """--set items for a small mock MNIST in idx files (128 train, 64 test images)."""
+  from test_data import make_idx_folder
+  root = tmp_path_factory.mktemp("data")
+  folder = make_idx_folder(str(root / "idx"), n_train=128, n_test=64)
+  return ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{root / 'tfds'}'"]

@@ -74,12 +74,18 @@ def test_canonical_tfds_datasets_through_mock_data(tmp_path, name, size, channel
   assert labels.shape == (12,)
 
 
-def test_two_processes_read_disjoint_examples(tmp_path):
-  cfg = data_cfg(name="mnist", source="idx", path=make_idx_folder(str(tmp_path / "d")), data_dir=str(tmp_path / "t"))
-  parts = [pipeline.load_split(cfg, "train", 28, 1, process_index=p, process_count=2)[0][:, 0, 0, 0] for p in (0, 1)]
-  assert len(parts[0]) == len(parts[1]) == 20
-  assert not set(parts[0]) & set(parts[1])
-  assert sorted(np.concatenate(parts)) == list(range(40))
+@pytest.mark.parametrize("processes", [2, 4])
+def test_processes_feed_the_rows_of_one_global_batch(processes):
+  """The global batch is the same for any number of processes; each feeds its own rows."""
+  images = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1)
+  whole = pipeline.BatchStream(images, np.arange(40), global_batch=8, seed=5)
+  parts = [pipeline.BatchStream(images, np.arange(40), 8, seed=5, rows=pipeline.process_rows(8, p, processes))
+           for p in range(processes)]
+  toy_whole = pipeline.ToyStream(8, seed=5)
+  toy_parts = [pipeline.ToyStream(8, 5, pipeline.process_rows(8, p, processes)) for p in range(processes)]
+  for step in (0, 4, 9):   # 9: the batch crosses an epoch boundary
+    np.testing.assert_array_equal(np.concatenate([s.batch(step)["label"] for s in parts]), whole.batch(step)["label"])
+    np.testing.assert_array_equal(np.concatenate([s.batch(step)["image"] for s in toy_parts]), toy_whole.batch(step)["image"])
   with pytest.raises(DataError, match="global batch 7 does not divide over 2 processes"):
     pipeline.local_batch_size(7, 2)
 
@@ -87,8 +93,8 @@ def test_two_processes_read_disjoint_examples(tmp_path):
 def test_stream_is_deterministic_resumable_and_shuffles_each_epoch():
   images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 1), np.uint8)
   labels = np.arange(10)
-  stream = pipeline.BatchStream(images, labels, local_batch=4, seed=3)
-  again = pipeline.BatchStream(images, labels, local_batch=4, seed=3)
+  stream = pipeline.BatchStream(images, labels, global_batch=4, seed=3)
+  again = pipeline.BatchStream(images, labels, global_batch=4, seed=3)
   first = [stream.batch(k)["label"] for k in range(10)]
   for k in range(10):
     np.testing.assert_array_equal(again.batch(k)["label"], first[k])

@@ -74,9 +74,11 @@ def assert_one_and_eight_devices_agree(config):
   chex.assert_trees_all_close(results[0], results[1], atol=1e-5, rtol=1e-4)
 
 
-def test_pixel_distillation_pulls_the_student_onto_the_teacher():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_pixel_distillation_pulls_the_student_onto_the_teacher(dtype):
   config = distill_config(student_width=4, pixel_p=2)
   config.optim.g_lr = 2e-3
+  config.train.compute_dtype = dtype
   assert_pixel_loss_falls_tenfold(config)
 
 

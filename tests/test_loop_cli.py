@@ -15,18 +15,10 @@ import pytest
 
 from gandistill_jax import cli, config as config_lib, loop, parallel, tasks
 from gandistill_jax.checkpoint import Checkpointer
-from test_data import make_idx_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = os.path.join(REPO, "experiments", "configs", "quick.py")
 TOY = os.path.join(REPO, "experiments", "configs", "toy_ring.py")
-
-
-@pytest.fixture(scope="module")
-def idx_data(tmp_path_factory):
-  root = tmp_path_factory.mktemp("data")
-  folder = make_idx_folder(str(root / "idx"), n_train=128, n_test=64)
-  return ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{root / 'tfds'}'"]
 
 
 def run_cli(*args, check=True, **kw):
@@ -184,7 +176,8 @@ def test_distill_online_and_offline_through_the_cli(tmp_path, idx_data):
   artifact = str(tmp_path / "student.jaxexport")
   run_cli("export", "--workdir", str(tmp_path / "offline"), "--out", artifact)
   run_cli("sample", "--exported", artifact, "--num", "4", "--format", "npz", "--out", str(tmp_path / "exp.npz"))
-  np.testing.assert_array_equal(np.load(tmp_path / "exp.npz")["images"], student)
+  exported = np.load(tmp_path / "exp.npz")["images"].astype(int)   # the folded inference form: equal
+  assert np.abs(exported - student).max() <= 1                         # up to float rounding at a uint8 level
 
   proc = run_cli("distill", "--config", DISTILL, "--teacher", str(tmp_path / "nope"), "--workdir",
                  str(tmp_path / "x"), *small, check=False)

@@ -1,13 +1,15 @@
 """From a data config to an endless, deterministic, resumable stream of global batches.
 
 Design. Every source (TFDS, local idx files, image folders) is decoded and resized once,
-with tf.data, into host memory as uint8 (N, H, W, C); this process reads only its own
-disjoint part (`tfds.even_splits` / `np.array_split` by process index). Batches are
-then a pure function of (seed, process, step): epoch e visits this process's examples
-in the order `default_rng([seed, process, e]).permutation(n)`, and step k takes the
-next B_local examples of that endless sequence. So a run resumed at step k gets
-exactly the batches an uninterrupted run gets, with nothing but k saved, and a true
-per-epoch shuffle (no shuffle-buffer approximation). A thread prefetches batches.
+with tf.data, into host memory as uint8 (N, H, W, C), the whole split in every process.
+The global batch is then a pure function of (seed, step): epoch e visits the examples in
+the order `default_rng([seed, 0, e]).permutation(n)`, step k takes the next B examples of
+that endless sequence, and process p of P feeds rows [p B / P, (p + 1) B / P) of it. So a
+run resumed at step k gets exactly the batches an uninterrupted run gets, with nothing
+but k saved; the batches do not depend on how many processes share them; and the
+shuffle is a true per-epoch one (no shuffle-buffer approximation). A thread prefetches
+batches. (The 0 in the seed sequence keeps the stream of runs made before processes
+shared one global batch.)
 
 Images are scaled to [-1, 1]; labels are kept for the metrics.
 """
@@ -55,11 +57,10 @@ def resize_images(images: np.ndarray, size: int, crop: int = 0) -> np.ndarray:
   return np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)
 
 
-def _tfds_arrays(builder: tfds.core.DatasetBuilder, split: str, index: int, count: int):
+def _tfds_arrays(builder: tfds.core.DatasetBuilder, split: str):
   if "image" not in builder.info.features:
     raise DataError(f"TFDS dataset {builder.info.name} has no 'image' feature")
-  sub_split = tfds.even_splits(split, n=count)[index] if count > 1 else split
-  ds = builder.as_dataset(split=sub_split, shuffle_files=False)
+  ds = builder.as_dataset(split=split, shuffle_files=False)
   has_label = "label" in builder.info.features
   ds = ds.map(lambda ex: (ex["image"], ex["label"] if has_label else tf.constant(0, tf.int64)),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -68,7 +69,7 @@ def _tfds_arrays(builder: tfds.core.DatasetBuilder, split: str, index: int, coun
     images.append(img)
     labels.append(lbl.astype(np.int64))
   if not images:
-    raise DataError(f"TFDS dataset {builder.info.name} split {sub_split!r} is empty")
+    raise DataError(f"TFDS dataset {builder.info.name} split {split!r} is empty")
   return np.concatenate(images), np.concatenate(labels)
 
 
@@ -126,26 +127,21 @@ def describe_source(cfg: ml_collections.ConfigDict, user_data=None) -> dict:
   return out
 
 
-def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int, channels: int,
-               process_index: int = 0, process_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
-  """This process's part of `split` as (images uint8 (n, S, S, C), labels int64 (n,))."""
+def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int,
+               channels: int) -> tuple[np.ndarray, np.ndarray]:
+  """`split` as (images uint8 (n, S, S, C), labels int64 (n,))."""
   _hide_gpus_from_tf()
   source = resolve_source(cfg)
   if source == "tfds":
-    images, labels = _tfds_arrays(_tfds_builder(cfg.name, cfg.data_dir, cfg.download), split, process_index, process_count)
+    images, labels = _tfds_arrays(_tfds_builder(cfg.name, cfg.data_dir, cfg.download), split)
   elif source == "idx":
-    builder = local_idx.local_idx_builder(cfg.name, cfg.path, cfg.data_dir)
-    images, labels = _tfds_arrays(builder, split, process_index, process_count)
+    images, labels = _tfds_arrays(local_idx.local_idx_builder(cfg.name, cfg.path, cfg.data_dir), split)
   elif source == "folder":
     if split != cfg.split:
       raise DataError(f"image folders have one split; {split!r} needs its own data.path")
     images, labels = folder_lib.load_image_folder(cfg.path)
-    images = np.array_split(images, process_count)[process_index]
-    labels = np.array_split(labels, process_count)[process_index]
   elif source == "npz":
     images, labels = npz.load_npz_split(cfg.path, split)
-    images = np.array_split(images, process_count)[process_index]
-    labels = np.array_split(labels, process_count)[process_index]
   else:
     raise DataError(f"data.source={source!r} is unknown; use auto, tfds, idx, folder or npz")
   return fit_images(images, cfg.name, image_size, channels), labels
@@ -172,29 +168,37 @@ def to_uint8(images) -> np.ndarray:
   return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-class BatchStream:
-  """Endless batches of this process's examples; `batch(step)` is a pure function of
-  (seed, process index, step). Iterate from any step with `iterate(start)`."""
+def process_rows(global_batch: int, process_index: int | None = None, process_count: int | None = None) -> slice:
+  """The rows of a global batch that process `process_index` of `process_count` feeds."""
+  p = jax.process_index() if process_index is None else process_index
+  local = local_batch_size(global_batch, process_count)
+  return slice(p * local, (p + 1) * local)
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray, local_batch: int, seed: int,
-               process_index: int = 0):
-    if len(images) < local_batch:
-      raise DataError(f"{len(images)} examples cannot fill a batch of {local_batch}")
+
+class BatchStream:
+  """Endless global batches of `images`; `batch(step)` is a pure function of (seed, step),
+  of which this stream yields `rows` (this process's part; default: all). Iterate from any
+  step with `iterate(start)`."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray, global_batch: int, seed: int,
+               rows: slice | None = None):
+    if len(images) < global_batch:
+      raise DataError(f"{len(images)} examples cannot fill a batch of {global_batch}")
     self.images, self.labels = images, labels
-    self.local_batch, self.seed, self.process_index = local_batch, seed, process_index
+    self.global_batch, self.seed, self.rows = global_batch, seed, rows or slice(0, global_batch)
 
   @functools.lru_cache(maxsize=2)
   def _order(self, epoch: int) -> np.ndarray:
-    return np.random.default_rng([self.seed, self.process_index, epoch]).permutation(len(self.images))
+    return np.random.default_rng([self.seed, 0, epoch]).permutation(len(self.images))
 
   def indices(self, step: int) -> np.ndarray:
-    n, b = len(self.images), self.local_batch
+    n, b = len(self.images), self.global_batch
     start = step * b
     epoch, offset = divmod(start, n)
     idx = self._order(epoch)[offset:offset + b]
     if len(idx) < b:
       idx = np.concatenate([idx, self._order(epoch + 1)[:b - len(idx)]])
-    return idx
+    return idx[self.rows]
 
   def batch(self, step: int) -> dict:
     idx = self.indices(step)
@@ -207,11 +211,11 @@ class BatchStream:
 class ToyStream:
   """The ring of 8 Gaussians as a stream (data.source='toy'); batch(step) is pure."""
 
-  def __init__(self, local_batch: int, seed: int, process_index: int = 0):
-    self.local_batch, self.seed, self.process_index = local_batch, seed, process_index
+  def __init__(self, global_batch: int, seed: int, rows: slice | None = None):
+    self.global_batch, self.seed, self.rows = global_batch, seed, rows or slice(0, global_batch)
 
   def batch(self, step: int) -> dict:
-    return {"image": toy.ring_batch(self.seed * 1000003 + self.process_index, step, self.local_batch)}
+    return {"image": toy.ring_batch(self.seed * 1000003, step, self.global_batch)[self.rows]}
 
   def iterate(self, start: int = 0) -> Iterator[dict]:
     return prefetched(self.batch, start)
@@ -225,7 +229,7 @@ class PairedStream:
     if len(z) != len(teacher):
       raise DataError(f"offline set has {len(z)} z but {len(teacher)} teacher images")
     self.real = real
-    self.pairs = BatchStream(teacher, np.arange(len(z)), real.local_batch, real.seed + 1, real.process_index)
+    self.pairs = BatchStream(teacher, np.arange(len(z)), real.global_batch, real.seed + 1, real.rows)
     self.z = z
 
   def batch(self, step: int) -> dict:
@@ -279,22 +283,18 @@ def local_batch_size(global_batch: int, process_count: int | None = None) -> int
 
 
 def train_stream(config: ml_collections.ConfigDict, global_batch: int, data=None):
-  """The training stream of this process for `config` (a full run config). `data`: the
-  caller's own images instead of config.data (see arrays.from_user_data); each process
-  keeps its part."""
-  p, n = jax.process_index(), jax.process_count()
+  """This process's rows of the training stream for `config` (a full run config). `data`:
+  the caller's own images instead of config.data (see arrays.from_user_data)."""
+  rows = process_rows(global_batch)
   if data is not None:
     images, labels = arrays.from_user_data(data)
-    images = fit_images(np.array_split(images, n)[p], "user data", config.model.image_size, config.model.channels)
-    labels = np.array_split(labels, n)[p]
+    images = fit_images(images, "user data", config.model.image_size, config.model.channels)
   elif config.data.source == "toy":
-    return ToyStream(local_batch_size(global_batch, n), config.seed, p)
+    return ToyStream(global_batch, config.seed, rows)
   else:
-    images, labels = load_split(config.data, config.data.split, config.model.image_size,
-                                config.model.channels, p, n)
-  stream = BatchStream(images, labels, local_batch_size(global_batch, n), config.seed, p)
+    images, labels = load_split(config.data, config.data.split, config.model.image_size, config.model.channels)
+  stream = BatchStream(images, labels, global_batch, config.seed, rows)
   if "distill" in config and config.distill.mode == "offline":
     z, teacher = load_offline_set(config.distill.offline_path)
-    part = lambda a: np.array_split(a, n)[p]
-    return PairedStream(stream, part(z), part(teacher))
+    return PairedStream(stream, z, teacher)
   return stream

@@ -111,10 +111,12 @@ def load_or_train(cache_dir: str, key: str, train: Callable[[], tuple], test, nu
   extractor = FeatureExtractor(params, num_classes, key, 0.0)
   extractor.test_accuracy = accuracy(extractor, *test)
   os.makedirs(cache_dir, exist_ok=True)
-  with open(path + ".msgpack.tmp", "wb") as f:
+  tmp = f".{os.getpid()}.tmp"   # per process: the processes of one run may all train it, identically
+  with open(path + ".msgpack" + tmp, "wb") as f:
     f.write(flax.serialization.to_bytes(params))
-  os.replace(path + ".msgpack.tmp", path + ".msgpack")
-  with open(path + ".json", "w") as f:
+  os.replace(path + ".msgpack" + tmp, path + ".msgpack")
+  with open(path + ".json" + tmp, "w") as f:   # written last: its presence means the weights are complete
     json.dump({"key": key, "seed": seed, "test_accuracy": extractor.test_accuracy,
                "input_shape": list(train_images.shape[1:]), "train_examples": len(train_images)}, f)
+  os.replace(path + ".json" + tmp, path + ".json")
   return extractor

@@ -10,11 +10,19 @@ import jax
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, export, steps
+from gandistill_jax import config as config_lib, export, parallel, steps
 from gandistill_jax.data import pipeline
 from gandistill_jax.eval import classifier, efficiency, metrics
 
 EVAL_SEED = 1234
+
+
+def save_npz_atomic(path: str, **arrays) -> None:
+  """np.savez through a temporary file of this process and a rename: another process (of
+  a multi-process run, or a concurrent eval) reads the old file or the whole new one."""
+  tmp = f"{path}.{os.getpid()}.tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
 
 
 def reference(config: ml_collections.ConfigDict):
@@ -34,7 +42,7 @@ def reference(config: ml_collections.ConfigDict):
     with np.load(ref_path, allow_pickle=False) as f:
       return extractor, f["features"]
   _, feats = extractor.logits_and_features(pipeline.to_float(test_images))
-  np.savez(ref_path, features=feats)
+  save_npz_atomic(ref_path, features=feats)
   return extractor, feats
 
 
@@ -57,7 +65,7 @@ def inception_reference(config: ml_collections.ConfigDict):
       return apply, f["features"], name
   images, _ = pipeline.load_split(d, d.eval_split, m.image_size, m.channels)
   real = apply(pipeline.to_float(images))
-  np.savez(path, features=real)
+  save_npz_atomic(path, features=real)
   return apply, real, name
 
 
@@ -135,8 +143,9 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
                                   generate(t_gen, t_vars, latent, fidelity_num))
   if with_efficiency:
     result["efficiency"] = efficiency.efficiency(gen, variables, latent)
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  if parallel.is_primary():
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(result, f, indent=2)
   return result
 
 
@@ -145,7 +154,7 @@ def periodic_eval_fn(config):
   extractor, real = reference(config)
 
   def eval_fn(task, state):
-    variables = jax.jit(task.generator_variables)(state)
+    variables = parallel.to_host(jax.jit(task.generator_variables)(state))   # local arrays in every process
     samples = generate(task.generator, variables, task.latent_dim, config.train.eval_num)
     q = quality(extractor, real, samples, extractor.model.num_classes, prdc_num=config.train.eval_num)
     return {k: v for k, v in q.items() if isinstance(v, (int, float))}
