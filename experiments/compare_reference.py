@@ -12,6 +12,10 @@ config, students cut from our teacher (study.DEFAULT_INIT) and distilled with ou
 recipe (L1, Adam 1e-3) and our default recipe, and our scratch baseline (the teacher's recipe and
 discriminator, the generator at the student's width). Prints one table and writes <table>.md / <table>.json.
 
+Inception FID too: `--inception-weights ~/.cache/gandistill_jax/inception_fid.npz
+--inception-num 2000` (experiments/convert_inception_weights.py makes the file) adds a table of
+FID on InceptionV3 pool3 features for every row, on the first N samples of each set.
+
 Seed-to-seed spread: `--seeds 0 1 2` trains every student row once per seed on both sides
 (rows of seed s > 0 are named *_s<s>; the teacher is seed 0) and adds mean ± sd rows, e.g.
     nice python experiments/compare_reference.py --workdir runs/compare --widths 8 \
@@ -25,6 +29,7 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,6 +60,33 @@ def score_npz(path: str, config, extractor, real, num: int) -> dict:
   return evaluate.quality(extractor, real, images, extractor.model.num_classes)
 
 
+def inception_table(rows: dict, config, a, ref_dir: str, refs: dict) -> list[str]:
+  """Markdown lines: Inception FID of every row's first `a.inception_num` samples (ours:
+  the EMA generator on fixed z) against the test split's Inception features."""
+  from gandistill_jax import export
+  from gandistill_jax.eval import metrics
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.eval.update(inception_weights=a.inception_weights)
+  features, real, _ = evaluate.inception_reference(config)
+  n = a.inception_num
+  def fid_of(images):
+    return metrics.fid(real, features(images))
+  lines = [f"Inception FID ({n} samples per set, InceptionV3 pool3 against the {len(real)} test images; "
+           f"lower is better; few samples bias FID upwards, equally for every row):", "",
+           "| run | reference Inception FID | ours Inception FID | ours / reference |", "|---|---|---|---|"]
+  for name, r in rows.items():
+    gen = export.load_generator(os.path.join(a.workdir, name))
+    ours = fid_of(gen(np.random.default_rng(0).standard_normal((n, gen.latent_dim)).astype(np.float32)))
+    ref = None
+    if r["reference"] is not None:
+      with np.load(os.path.join(ref_dir, refs[name][2] + ".npz"), allow_pickle=False) as f:
+        ref = fid_of(pipeline.to_float(f["images"][:n]))
+    lines.append(f"| {name} | {'(not run)' if ref is None else f'{ref:.2f}'} | {ours:.2f} | "
+                 f"{'' if ref is None else f'{ours / ref:.2f}'} |")
+    print(lines[-1], flush=True)
+  return lines
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True)
@@ -66,6 +98,8 @@ def main():
                   help="which student rows to run")
   ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every student row once per seed")
   ap.add_argument("--table", default="compare", help="name of the .md/.json written in --workdir")
+  ap.add_argument("--inception-weights", default="", help="also score Inception FID with these weights (.npz)")
+  ap.add_argument("--inception-num", type=int, default=2000, help="samples per set for the Inception FID")
   ap.add_argument("--skip-missing", action="store_true",
                   help="leave out reference runs that have no samples yet instead of training them")
   a = ap.parse_args()
@@ -121,6 +155,8 @@ def main():
         ref, our = (np.array([rows[n][side]["fid"] for n in names]) for side in ("reference", "ours"))
         lines.append(f"| {group} | {ref.mean():.2f} ± {ref.std(ddof=1):.2f} | {our.mean():.2f} ± {our.std(ddof=1):.2f} | "
                      f"{our.mean() / ref.mean():.2f} |")
+  if a.inception_weights:
+    lines += ["", *inception_table(rows, teacher, a, ref_dir, refs)]
   md = "\n".join(lines)
   with open(os.path.join(a.workdir, a.table + ".md"), "w") as f:
     f.write(md + "\n")

@@ -239,7 +239,8 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   start = ckpt.latest_step()
   if start is None:
-    state, step_key, start = parallel.replicate((task.init(keys["init"]), keys["step"]), mesh) + (0,)
+    state, step_key = parallel.replicate((task.init(keys["init"]), keys["step"]), mesh)
+    start = 0
   else:
     ckpt.close()
     state, step_key, start = restore_latest(task, workdir, mesh, quarantine=True)
