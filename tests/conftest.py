@@ -1,4 +1,5 @@
 """Test-wide setup: 8 fake CPU devices for the data-parallel tests, TF kept off any GPU."""
+import fcntl
 import os
 import tempfile
 
@@ -23,7 +24,7 @@ def _eight_devices():
 
 
 @pytest.fixture(scope="session")
-def fashion_mnist_eval(tmp_path_factory):
+def fashion_mnist_eval():
   """(config, extractor, real features): the real Fashion-MNIST domain classifier and test
   features, trained once per session into a temporary cache (needs Debian's files)."""
   from gandistill_jax import config as config_lib
@@ -31,12 +32,18 @@ def fashion_mnist_eval(tmp_path_factory):
   from gandistill_jax.eval import evaluate
   if not os.path.isdir(idx.DEBIAN_FASHION_MNIST):
     pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it, so CI always runs this)")
-  root = tmp_path_factory.mktemp("fashion_mnist_eval")
+  # One folder for the whole session, shared by pytest-xdist's workers through the cache
+  # folder set above (inherited from the controller); the first worker trains under the
+  # lock, the others then load from the cache.
+  root = os.path.join(os.environ["GANDISTILL_CACHE"], "fashion_mnist_eval")
+  os.makedirs(root, exist_ok=True)
   config = config_lib.base_config()
   config.model.update(image_size=28, channels=1)
-  config.data.data_dir = str(root / "tfds")
-  config.eval.cache_dir = str(root / "cache")
-  extractor, real = evaluate.reference(config)
+  config.data.data_dir = os.path.join(root, "tfds")
+  config.eval.cache_dir = os.path.join(root, "cache")
+  with open(os.path.join(root, ".lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    extractor, real = evaluate.reference(config)
   return config, extractor, real
 
 

@@ -113,7 +113,7 @@ def test_flax_pool3_features_equal_the_torchscript_networks(reference_and_conver
 def test_fid_on_flax_features_agrees_with_the_torchscript_pipeline_to_a_tenth_of_a_percent(reference_and_converted):
   from gandistill_jax.eval import classifier, metrics
   torch, ts, features = reference_and_converted
-  a, b = fashion_mnist(300), fashion_mnist(300, offset=5000)
+  a, b = fashion_mnist(150), fashion_mnist(150, offset=5000)
   b = np.clip(b + np.random.default_rng(1).normal(0, 0.3, b.shape).astype(np.float32), -1, 1)   # a visibly different set
   with jax.default_matmul_precision("highest"):
     ours = metrics.fid(classifier.batched_apply(features, a, 50), classifier.batched_apply(features, b, 50))
