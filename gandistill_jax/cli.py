@@ -151,7 +151,7 @@ def cmd_sample(args) -> None:
   generate = export.load_generator(args.exported or args.workdir, which=args.which)
   samples = generate(np.random.default_rng(args.seed).standard_normal((args.num, generate.latent_dim)).astype(np.float32))
   if args.format == "npz":
-    from gandistill_jax.data.pipeline import to_uint8
+    from gandistill_jax.data.arrays import to_uint8
     np.savez_compressed(args.out, images=to_uint8(samples))
   else:
     images.save_samples(samples, args.out)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from gandistill_jax.data.pipeline import to_uint8
+from gandistill_jax.data.arrays import to_uint8
 
 
 def grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:

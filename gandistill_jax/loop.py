@@ -28,12 +28,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import tensorflow as tf
 import tqdm
 
 from gandistill_jax import config as config_lib, parallel, steps
 from gandistill_jax.checkpoint import Checkpointer
-from gandistill_jax.data import pipeline
 from gandistill_jax.images import save_samples
 from gandistill_jax.tasks import Task
 
@@ -142,6 +140,8 @@ class MetricsWriter:
       with open(self.path + ".tmp", "w") as f:
         f.writelines(kept)
       os.replace(self.path + ".tmp", self.path)
+    import tensorflow as tf   # here, not at the top: sample, export and eval restore without TensorFlow
+    self.tf = tf
     self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
   def write(self, step: int, metrics: dict) -> None:
@@ -150,7 +150,7 @@ class MetricsWriter:
     with self.tb.as_default(step=step):
       for k, v in metrics.items():
         if isinstance(v, (int, float)):
-          tf.summary.scalar(k, v)
+          self.tf.summary.scalar(k, v)
     self.tb.flush()
 
 
@@ -167,6 +167,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(task.global_batch, mesh)
   check_shapes(task, mesh)
+  from gandistill_jax.data import pipeline   # TensorFlow: only runs that train read data through tf.data
   stream = pipeline.train_stream(config, task.global_batch, data)   # data errors, too, come before any write
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock(workdir):
@@ -247,6 +248,7 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   primary = parallel.is_primary()
   if primary and (config.data.source != "toy" or data is not None):
+    from gandistill_jax.data import pipeline
     source = pipeline.describe_source(config.data, data)
     with open(os.path.join(workdir, "data.json"), "w") as f:
       json.dump(source, f, indent=2)

@@ -55,7 +55,8 @@ def test_split_critic_batches_keeps_each_devices_rows():
     steps.split_critic_batches(rows, 5)
 
 
-@pytest.mark.parametrize("loss,dtype", [("nonsaturating", "float32"), ("hinge", "float32"), ("hinge", "bfloat16")])
+# hinge is checked in bf16 only (CI time): the casts touch G and D, not the loss
+@pytest.mark.parametrize("loss,dtype", [("nonsaturating", "float32"), ("hinge", "bfloat16")])
 def test_mlp_teacher_covers_the_ring_of_gaussians(loss, dtype):
   config = tiny_config(family="mlp", latent_dim=64, g_width=128, d_width=128)
   config.loss.update(name=loss, r1_gamma=0.1)

@@ -11,6 +11,16 @@ import numpy as np
 from gandistill_jax.data.errors import DataError
 
 
+def to_float(images: np.ndarray) -> np.ndarray:
+  """uint8 [0, 255] -> float32 [-1, 1]."""
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+  """float [-1, 1] -> uint8 [0, 255]."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def check_images(images, labels=None, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
   """(images uint8 (N, H, W, C), labels int64 (N,)) from uint8 (N, H, W[, C]) images and
   optional integer labels; a DataError names what is wrong and the conversion to use."""

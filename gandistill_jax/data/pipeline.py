@@ -28,6 +28,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gandistill_jax.data import arrays, folder as folder_lib, idx, local_idx, npz, toy
+from gandistill_jax.data.arrays import to_float
 from gandistill_jax.data.errors import DataError
 
 CENTER_CROPS = {"celeb_a": 140}  # the usual CelebA crop (178x218 -> 140x140) before resizing
@@ -156,16 +157,6 @@ def fit_images(images: np.ndarray, name: str, image_size: int, channels: int) ->
       raise DataError(f"dataset {name!r} has {images.shape[-1]} channels, the model wants "
                       f"{channels}; set model.channels={images.shape[-1]}")
   return resize_images(images, image_size, CENTER_CROPS.get(name, 0))
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-  """uint8 [0, 255] -> float32 [-1, 1]."""
-  return images.astype(np.float32) / 127.5 - 1.0
-
-
-def to_uint8(images) -> np.ndarray:
-  """float [-1, 1] -> uint8 [0, 255]."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def process_rows(global_batch: int, process_index: int | None = None, process_count: int | None = None) -> slice:
