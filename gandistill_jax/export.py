@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import struct
-import time
 from typing import Callable
 
 import jax
@@ -93,16 +92,6 @@ def workdir_generator_variables(workdir: str, which: str = "auto"):
   raise ValueError(f"--which {which!r} is unknown; use auto, ema, live, teacher or student")
 
 
-def _median_seconds(fn, z, repeats: int) -> float:
-  jax.block_until_ready(fn(z))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(z))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
 def inference_form(gen, variables, latent_dim: int, batch: int = 256, repeats: int = 7, tol: float = 1e-4):
   """(generator, variables, choices): the fastest identical form of a DCGAN generator for sampling.
 
@@ -112,6 +101,7 @@ def inference_form(gen, variables, latent_dim: int, batch: int = 256, repeats: i
   families are returned unchanged (choices None). Raises if the form's outputs differ from
   the original's by more than `tol` at highest matmul precision.
   """
+  from gandistill_jax.eval.efficiency import time_call
   from gandistill_jax.models import dcgan, layers
   if not (isinstance(gen, dcgan.Generator) and gen.batch_norm):
     return gen, variables, None
@@ -122,7 +112,7 @@ def inference_form(gen, variables, latent_dim: int, batch: int = 256, repeats: i
     return g.clone(upsample=methods), v
   def seconds(choice):
     g, v = build(*choice)
-    return _median_seconds(jax.jit(lambda z: g.apply(v, z)), z, repeats)
+    return float(np.median(time_call(jax.jit(lambda z: g.apply(v, z)), z, repeats, warmup=1)))
   best = (False, ("phase",) * n)
   best_t = seconds(best)
   candidates = [lambda c: (True, c[1])] if gen.proj_rank else []

@@ -75,18 +75,22 @@ def test_mlp_teacher_covers_the_ring_of_gaussians(loss, dtype):
 
 @pytest.mark.parametrize("d_batch_norm", [False, True])
 def test_bfloat16_dcgan_step_stays_close_to_float32(d_batch_norm):
-  """Two steps from the same state: losses within 3% and parameter updates pointing the
-  same way (cosine > 0.9) as fp32's; parameters, optimizer state, EMA and batch-norm
-  statistics stay fp32."""
-  results = {}
+  """Every convolution of the bf16 step (forward and backward) computes in bf16; two steps
+  from the same state: losses within 3% and parameter updates pointing the same way
+  (cosine > 0.9) as fp32's; parameters, optimizer state, EMA and batch-norm statistics stay fp32."""
+  results, bf16_convolutions = {}, {}
   for dtype in ("float32", "bfloat16"):
     config = tiny_config(g_width=8, d_width=8, d_batch_norm=d_batch_norm)
     config.train.compute_dtype = dtype
     state, step, mesh = teacher_setup(config, jax.devices()[:1])
     start = jax.device_get(state)
+    hlo = step.lower(state, parallel.host_to_global({"image": random_images(16)}, mesh), jax.random.key(3)).as_text()
+    convs = [line for line in hlo.splitlines() if "convolution" in line]
+    bf16_convolutions[dtype] = sum("bf16" in line for line in convs) / len(convs)
     for i in range(2):
       state, metrics = step(state, parallel.host_to_global({"image": random_images(16, seed=i)}, mesh), jax.random.key(3))
     results[dtype] = (start, jax.device_get(state), jax.device_get(metrics))
+  assert bf16_convolutions == {"float32": 0.0, "bfloat16": 1.0}, bf16_convolutions   # every conv, fwd and bwd
   (start, ref, ref_m), (_, low, low_m) = results["float32"], results["bfloat16"]
   assert {x.dtype for x in jax.tree.leaves(low) if np.issubdtype(x.dtype, np.floating)} == {np.dtype(np.float32)}
   for k in ref_m:
