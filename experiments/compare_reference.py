@@ -16,6 +16,11 @@ Inception FID too: `--inception-weights ~/.cache/gandistill_jax/inception_fid.np
 --inception-num 2000` (experiments/convert_inception_weights.py makes the file) adds a table of
 FID on InceptionV3 pool3 features for every row, on the first N samples of each set.
 
+The study's students: a width `WrR` (e.g. `--widths 32 24r16 8r12`) is our width-W student
+with a rank-R latent projection (study.Student); the reference has no low-rank projection,
+so it runs at width W full rank, a larger generator than ours (its samples are shared
+with plain width W).
+
 Seed-to-seed spread: `--seeds 0 1 2` trains every student row once per seed on both sides
 (rows of seed s > 0 are named *_s<s>; the teacher is seed 0) and adds mean ± sd rows, e.g.
     nice python experiments/compare_reference.py --workdir runs/compare --widths 8 \
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -49,6 +55,14 @@ def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str, s
     print("running", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
   return path
+
+
+def student_of(spec: str):
+  """'24r16' -> study.Student('dcgan', 24, 16); '16' -> study.Student('dcgan', 16)."""
+  m = re.fullmatch(r"(\d+)(?:r(\d+))?", spec)
+  if not m:
+    raise argparse.ArgumentTypeError(f"width {spec!r}: expected W or WrR, e.g. 16 or 24r16")
+  return study.Student("dcgan", int(m[1]), int(m[2] or 0))
 
 
 OBJECTIVES = {"pixel": "pixel", "joint": "joint", "scratch": "gan"}   # ours -> the reference's --mode
@@ -91,7 +105,8 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--steps", type=int, default=4000)
-  ap.add_argument("--widths", type=int, nargs="+", default=[16])
+  ap.add_argument("--widths", type=student_of, nargs="+", default=[study.Student("dcgan", 16)],
+                  help="student widths, W or WrR (a rank-R latent projection)")
   ap.add_argument("--num", type=int, default=10000, help="samples scored per run")
   ap.add_argument("--recipe", default=study.DEFAULT_RECIPE, help="our distill recipe in the 'joint' column")
   ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
@@ -111,20 +126,20 @@ def main():
   ours = [study.Run("teacher", "teacher", teacher)]
   refs = {"teacher": ("gan", 64, "ref_teacher", 0)}
   groups = {}   # "scratch_w8" -> row names over seeds
-  for w in a.widths:
-    s = study.Student("dcgan", w)
+  for s in a.widths:
     ours_configs = {"pixel": ("distill", lambda: study.distill_config(teacher, s, a.steps, "pixel", study.DEFAULT_INIT)),
                     "joint": ("distill", lambda: study.distill_config(teacher, s, a.steps, a.recipe, study.DEFAULT_INIT)),
                     "scratch": ("scratch", lambda: study.scratch_config(teacher, s, a.steps))}
     for objective in a.objectives:
       for seed in a.seeds:
-        name = f"{objective}_w{w}" + (f"_s{seed}" if seed else "")
+        name = f"{objective}_{s.tag}" + (f"_s{seed}" if seed else "")
         kind, make = ours_configs[objective]
         config = make()
         config.seed = seed
         ours.append(study.Run(name, kind, config))
-        refs[name] = (OBJECTIVES[objective], w, "ref_" + name, seed)
-        groups.setdefault(f"{objective}_w{w}", []).append(name)
+        ref_name = f"ref_{objective}_w{s.width}" + (f"_s{seed}" if seed else "")
+        refs[name] = (OBJECTIVES[objective], s.width, ref_name, seed)
+        groups.setdefault(f"{objective}_{s.tag}", []).append(name)
   ref_dir = os.path.join(a.workdir, "reference")
   os.makedirs(ref_dir, exist_ok=True)
   extractor, real = evaluate.reference(teacher)
@@ -138,7 +153,8 @@ def main():
   for run in ours:
     rows.setdefault(run.name, {"reference": None})["ours"] = ours_results[run.name]
   lines = [f"Fashion-MNIST, {a.steps} steps per run, {a.num} samples each, FID on the package's domain-classifier "
-           f"features against the test split (lower is better); our joint column: recipe '{a.recipe}'.", "",
+           f"features against the test split (lower is better); our joint column: recipe '{a.recipe}'; "
+           f"a row wWrR is our rank-R student against the reference's full-rank width W.", "",
            "| run | reference FID | ours FID | ours / reference | reference recall | ours recall |", "|---|---|---|---|---|---|"]
   for name, r in rows.items():
     ref, our = r["reference"], r["ours"]

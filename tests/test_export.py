@@ -26,7 +26,7 @@ def exported(tmp_path_factory):
 
 
 @pytest.mark.parametrize("fuse", [False, True])
-@pytest.mark.parametrize("methods", [("phase", "phase"), ("dilated", "dilated"), ("phase", "dilated")])
+@pytest.mark.parametrize("methods", [("phase", "phase"), ("dilated", "dilated"), ("phase", "dilated"), ("dilated", "im2col")])
 def test_folded_batch_norm_form_equals_the_trained_generator(exported, fuse, methods):
   gen, variables, _, _ = exported
   folded_gen, folded = dcgan.fold_batch_norm(gen, variables, fuse_projection=fuse)
