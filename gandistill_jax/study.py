@@ -159,11 +159,17 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: 
       _add_train_seconds(wd, time.perf_counter() - start)
       if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
         raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
+    # The study's eval.* settings (e.g. `--set eval.inception_weights=...`) apply to runs
+    # trained before they were given, so they are passed on rather than read from the run.
+    overrides = [f"eval.{k}={v}" for k, v in config.eval.items() if v not in ("", None)]
     eval_path = os.path.join(wd, "eval.json")
-    if os.path.exists(eval_path) and json.load(open(eval_path))["counts"]["generated"] == eval_num:
-      results[run.name] = json.load(open(eval_path))
+    previous = json.load(open(eval_path)) if os.path.exists(eval_path) else None
+    if previous and previous["counts"]["generated"] == eval_num and (
+        ("inception" in previous) == bool(config.eval.get("inception_weights"))):
+      results[run.name] = previous
     else:
-      results[run.name] = evaluate.evaluate_workdir(wd, "" if run.kind != "scratch" else teacher_dir, num=eval_num)
+      results[run.name] = evaluate.evaluate_workdir(wd, "" if run.kind != "scratch" else teacher_dir, num=eval_num,
+                                                    overrides=overrides)
     results[run.name]["train_seconds"] = train_seconds(wd)
     results[run.name]["steps"] = int(config.train.steps)
   return results

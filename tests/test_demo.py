@@ -3,11 +3,12 @@ import json
 import math
 import os
 
-from gandistill_jax import cli
+from gandistill_jax import cli, config as config_lib, study
+from gandistill_jax.eval import evaluate
 from test_data import make_idx_folder
 
 
-def test_tiny_demo_writes_a_complete_report(tmp_path):
+def test_tiny_demo_writes_a_complete_report(tmp_path, monkeypatch):
   folder = make_idx_folder(str(tmp_path / "idx"), n_train=256, n_test=128)
   sets = ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'",
           f"eval.cache_dir='{tmp_path / 'cache'}'"]
@@ -30,3 +31,16 @@ def test_tiny_demo_writes_a_complete_report(tmp_path):
     assert os.path.getsize(os.path.join(w, png)) > 1000
   # a re-run skips what is finished and rewrites the same report
   assert cli.main(["demo", "--tiny", "--quiet", "--workdir", w] + [x for s in sets for x in ("--set", s)]) == 0
+  # eval settings given to a finished study reach its evaluation (an Inception FID needs a re-eval)
+  calls = []
+  def fake_evaluate(workdir, teacher_dir="", num=0, overrides=()):
+    calls.append(list(overrides))
+    return {**results["teacher"], "inception": {"fid": 1.0}}
+  monkeypatch.setattr(evaluate, "evaluate_workdir", fake_evaluate)
+  base = config_lib.apply_overrides(study.demo_base(), sets)
+  teacher = study.demo_runs(base, tiny=True)[0]
+  study.run_all([teacher], w, eval_num=results["teacher"]["counts"]["generated"], progress=False)
+  assert calls == []   # nothing new asked for: the eval.json is reused
+  teacher.config.eval.update(inception_weights="/weights/inception.npz", inception_num=64)
+  study.run_all([teacher], w, eval_num=results["teacher"]["counts"]["generated"], progress=False)
+  assert len(calls) == 1 and {"eval.inception_weights=/weights/inception.npz", "eval.inception_num=64"} <= set(calls[0])
