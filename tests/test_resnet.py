@@ -1,7 +1,8 @@
 """The SNGAN ResNet family (Miyato et al. 2018): the published sizes, a teacher run on TFDS
-mock CIFAR-10 through the loop, 1 = 8 devices, and distillation from a tiny ResNet teacher."""
+mock CIFAR-10 through every command, 1 = 8 devices, and distillation
+from a tiny ResNet teacher."""
+import json
 import os
-import sys
 
 import chex
 import jax
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from gandistill_jax import distill, loop, models, parallel, study, tasks
+from gandistill_jax import cli, distill, models, parallel, study
 from gandistill_jax.distill import default_distill_config
 from test_teacher_step import run_steps
 
@@ -37,20 +38,6 @@ def test_published_widths_give_the_sngan_sizes_and_shapes(size, g_params, d_para
   assert jax.eval_shape(lambda v: disc.apply(v, jnp.zeros((2, size, size, 3))), d).shape == (2,)
   with pytest.raises(ValueError, match="image_size=28 is not supported by the ResNet family"):
     models.build_generator(study.sngan_base("cifar10", 28).model).init(jax.random.key(0), jnp.zeros((1, 128)))
-
-
-def test_teacher_config_trains_on_mock_cifar10_through_the_loop(tmp_path):
-  sys.path.insert(0, CONFIGS)
-  import cifar10_sngan
-  config = cifar10_sngan.get_config()
-  config.model.update(g_width=4, d_width=4)
-  config.data.data_dir = str(tmp_path / "tfds")
-  config.data.download = True
-  config.train.update(steps=2, batch_size=8, log_every=1, sample_every=2, ckpt_every=2)
-  with tfds.testing.mock_data(num_examples=40):
-    state = loop.train(config, str(tmp_path / "w"), tasks.gan_task(config), progress=False)
-  assert int(state.step) == 2 and config.loss.n_critic == 5 and config.loss.name == "hinge"
-  assert np.isfinite(np.asarray(jax.tree.leaves(state.g_params)[0])).all()
 
 
 def test_one_and_eight_devices_give_the_same_resnet_teacher_step():
@@ -85,3 +72,31 @@ def test_a_resnet_student_learns_a_tiny_resnet_teacher_by_distillation():
     state, m = step(state, parallel.host_to_global(images, mesh), jax.random.key(3))
     losses.append(float(m["pixel"]))
   assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses[::10]
+
+
+def test_the_resnet_configs_run_through_every_command(tmp_path):
+  """teacher -> distill and scratch -> eval -> export -> sample, on mock CIFAR-10, with the
+  experiments' own config files at tiny widths."""
+  data = [f"data.data_dir='{tmp_path / 'tfds'}'", "data.download=True", f"eval.cache_dir='{tmp_path / 'cache'}'",
+          "train.steps=2", "train.batch_size=8", "train.log_every=1", "train.sample_every=2", "train.ckpt_every=2"]
+  def run(*args, sets=()):
+    assert cli.main([*args, "--quiet", *(x for s in [*data, *sets] for x in ("--set", s))]) == 0
+  w = {name: str(tmp_path / name) for name in ("teacher", "distill", "scratch")}
+  with tfds.testing.mock_data(num_examples=256):
+    run("train-teacher", "--config", os.path.join(CONFIGS, "cifar10_sngan.py"), "--workdir", w["teacher"],
+        sets=["model.g_width=4", "model.d_width=4"])
+    saved = json.load(open(os.path.join(w["teacher"], "config.json")))
+    assert saved["loss"]["name"] == "hinge" and saved["loss"]["n_critic"] == 5
+    run("distill", "--config", os.path.join(CONFIGS, "cifar10_sngan_distill.py"), "--teacher", w["teacher"],
+        "--workdir", w["distill"], sets=["model.g_width=2", "model.d_width=4", "distill.warmup_steps=1"])
+    run("train-scratch", "--config", os.path.join(CONFIGS, "cifar10_sngan_scratch.py"), "--workdir", w["scratch"],
+        sets=["model.g_width=2", "model.d_width=4"])
+    for name in ("distill", "scratch"):
+      assert cli.main(["eval", "--workdir", w[name], "--teacher", w["teacher"], "--num", "32",
+                       "--set", f"eval.cache_dir='{tmp_path / 'cache'}'"]) == 0
+      result = json.load(open(os.path.join(w[name], "eval.json")))
+      assert np.isfinite([result["fid"], result["fidelity"]["pixel_l1"]]).all()
+  artifact = str(tmp_path / "student.jaxexport")
+  assert cli.main(["export", "--workdir", w["distill"], "--out", artifact]) == 0
+  assert cli.main(["sample", "--exported", artifact, "--num", "4", "--format", "npz", "--out", str(tmp_path / "s.npz")]) == 0
+  assert np.load(tmp_path / "s.npz")["images"].shape == (4, 32, 32, 3)
