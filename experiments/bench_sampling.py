@@ -3,7 +3,7 @@
     python experiments/bench_sampling.py runs/teacher runs/distill_w16 runs/distill_w4
 
 Prints throughput at batch 1/64/256 and latency at batch 1 (medians of timed runs after
-warm-up), each also as a ratio to the teacher's, and XLA's FLOPs per sample, for each
+warm-up; batches 64 and 256 are timed over back-to-back calls of at least 50 ms), each also as a ratio to the teacher's, and XLA's FLOPs per sample, for each
 generator exported in its inference form (the default: batch norm folded, upsampling
 chosen by timing) and exported as trained (`optimize=False`, the same math as the library's apply). The time
 of a batch is modelled as t(b) = t0 + b * c from batches 1 and 256: t0 is the fixed cost
@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 import jax
 import numpy as np
@@ -34,14 +33,9 @@ def measure(generate, latent_dim: int, repeats: int) -> dict:
   out = {}
   for b in BATCHES:
     z = np.random.default_rng(0).standard_normal((b, latent_dim)).astype(np.float32)
-    for _ in range(3):
-      jax.block_until_ready(generate(z))
-    times = []
-    for _ in range(repeats if b < 256 else max(5, repeats // 4)):
-      t = time.perf_counter()
-      jax.block_until_ready(generate(z))
-      times.append(time.perf_counter() - t)
-    out[b] = float(np.median(times))
+    # batch 1: blocking latency of single calls; larger batches: throughput of back-to-back calls
+    out[b] = float(np.median(efficiency.time_call(generate, z, repeats if b < 256 else max(5, repeats // 4),
+                                                  min_seconds=0.0 if b == 1 else efficiency.THROUGHPUT_SECONDS)))
   per_sample = (out[256] - out[1]) / 255
   fixed = max(out[1] - per_sample, 0.0)
   return {"latency_ms": out[1] * 1e3, "overhead": fixed / out[256], **{f"per_s@{b}": b / out[b] for b in BATCHES}}

@@ -96,12 +96,13 @@ def inference_form(gen, variables, latent_dim: int, batch: int = 256, repeats: i
   """(generator, variables, choices): the fastest identical form of a DCGAN generator for sampling.
 
   Batch norm is folded; then, one decision at a time (greedy), the projection is fused or
-  not and each UpConv switched to the other upsampling method, keeping a change only if
-  the median time of `repeats` batch-`batch` calls on the default device falls. Other
+  not and each UpConv switched to another upsampling method, keeping a change only if
+  the median of `repeats` timings of back-to-back batch-`batch` calls on the default device
+  falls. Other
   families are returned unchanged (choices None). Raises if the form's outputs differ from
   the original's by more than `tol` at highest matmul precision.
   """
-  from gandistill_jax.eval.efficiency import time_call
+  from gandistill_jax.eval.efficiency import THROUGHPUT_SECONDS, time_call
   from gandistill_jax.models import dcgan, layers
   if not (isinstance(gen, dcgan.Generator) and gen.batch_norm):
     return gen, variables, None
@@ -112,7 +113,8 @@ def inference_form(gen, variables, latent_dim: int, batch: int = 256, repeats: i
     return g.clone(upsample=methods), v
   def seconds(choice):
     g, v = build(*choice)
-    return float(np.median(time_call(jax.jit(lambda z: g.apply(v, z)), z, repeats, warmup=1)))
+    return float(np.median(time_call(jax.jit(lambda z: g.apply(v, z)), z, repeats, warmup=1,
+                                     min_seconds=THROUGHPUT_SECONDS / 2)))
   best = (False, ("phase",) * n)
   best_t = seconds(best)
   candidates = [lambda c: (True, c[1])] if gen.proj_rank else []

@@ -1,3 +1,5 @@
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,3 +75,16 @@ def test_domain_classifier_reaches_90_percent_on_real_fashion_mnist(fashion_mnis
   cached, cached_real = evaluate.reference(config)
   assert cached.test_accuracy == extractor.test_accuracy
   np.testing.assert_array_equal(cached_real, real)
+
+
+def test_time_call_times_back_to_back_calls_per_call():
+  calls = []
+  def fn(x):
+    calls.append(1)
+    time.sleep(0.002)
+    return x
+  times = efficiency.time_call(fn, jnp.zeros(3), repeats=4, warmup=1, min_seconds=0.02)
+  assert len(times) == 4 and all(0.002 <= t < 0.01 for t in times)
+  assert len(calls) >= 2 + 4 * 5   # warm-up, calibration, then several calls per timing
+  calls.clear()
+  assert len(efficiency.time_call(fn, jnp.zeros(3), repeats=3, warmup=0)) == 3 and len(calls) == 1 + 3

@@ -1,5 +1,9 @@
 """Size and speed of a generator on the current device: parameters, XLA FLOPs per sample,
-throughput at a large batch and latency at batch 1 (median of timed runs after warm-up)."""
+throughput at a large batch and latency at batch 1 (median of timed runs after warm-up).
+
+Throughput is timed over back-to-back calls (dispatch is asynchronous, as in a sampling
+loop) lasting at least `THROUGHPUT_SECONDS` per timing: single batch-256 calls of a small
+student take ~1-2 ms here, and medians of a few of them varied by 1.6x between runs."""
 from __future__ import annotations
 
 import time
@@ -17,14 +21,24 @@ def compiled_flops(fn, *args) -> float:
   return float(cost.get("flops", float("nan")))
 
 
-def time_call(fn, arg, repeats: int, warmup: int = 3) -> list[float]:
+THROUGHPUT_SECONDS = 0.05
+
+
+def time_call(fn, arg, repeats: int, warmup: int = 3, min_seconds: float = 0.0) -> list[float]:
+  """`repeats` measurements of seconds per call of fn(arg). Each measurement times enough
+  back-to-back calls to last about `min_seconds` (one call when 0: a blocking latency)."""
   for _ in range(warmup):
     jax.block_until_ready(fn(arg))
+  t = time.perf_counter()
+  jax.block_until_ready(fn(arg))
+  calls = max(1, int(np.ceil(min_seconds / max(time.perf_counter() - t, 1e-6))))
   times = []
   for _ in range(repeats):
     t = time.perf_counter()
-    jax.block_until_ready(fn(arg))
-    times.append(time.perf_counter() - t)
+    for _ in range(calls):
+      out = fn(arg)
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - t) / calls)
   return times
 
 
@@ -39,7 +53,7 @@ def efficiency(gen, variables, latent_dim: int, batch: int = 256, repeats: int =
   z_big = jnp.zeros((batch, latent_dim), jnp.float32)
   z_one = jnp.zeros((1, latent_dim), jnp.float32)
   flops = compiled_flops(lambda z: gen.apply(variables, z), z_big) / batch
-  big = time_call(apply, z_big, max(3, repeats // 4))
+  big = time_call(apply, z_big, max(3, repeats // 4), min_seconds=THROUGHPUT_SECONDS)
   one = time_call(apply, z_one, repeats)
   return {"params": models.param_count(variables["params"]), "flops_per_sample": flops,
           f"samples_per_s_batch{batch}": batch / float(np.median(big)),
