@@ -280,7 +280,8 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
       if step == start + 1:
         jax.block_until_ready(metrics)
         if progress:
-          tqdm.tqdm.write(f"first step (compile or compilation-cache load): {time.perf_counter() - t_log:.1f} s",
+          tqdm.tqdm.write(f"first step (first batch, trace, compile or compilation-cache load, run): "
+                          f"{time.perf_counter() - t_log:.1f} s",
                           file=sys.stderr)
         t_log, step_log = time.perf_counter(), step
       log_now = step % tr.log_every == 0 or step == tr.steps
