@@ -96,11 +96,10 @@ def inference_form(gen, variables, latent_dim: int, batch: int = 256, repeats: i
   """(generator, variables, choices): the fastest identical form of a DCGAN generator for sampling.
 
   Batch norm is folded; then, one decision at a time (greedy), the projection is fused or
-  not and each UpConv switched to another upsampling method, keeping a change only if
-  the median of `repeats` timings of back-to-back batch-`batch` calls on the default device
-  falls. Other
-  families are returned unchanged (choices None). Raises if the form's outputs differ from
-  the original's by more than `tol` at highest matmul precision.
+  not and each UpConv switched to another upsampling method, keeping a change only if the
+  median of `repeats` timings of back-to-back batch-`batch` calls on the default device
+  falls. Other families are returned unchanged (choices None). Raises if the form's outputs
+  differ from the original's by more than `tol` at highest matmul precision.
   """
   from gandistill_jax.eval.efficiency import THROUGHPUT_SECONDS, time_call
   from gandistill_jax.models import dcgan, layers

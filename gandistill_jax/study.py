@@ -161,7 +161,7 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: 
         raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
     # The study's eval.* settings (e.g. `--set eval.inception_weights=...`) apply to runs
     # trained before they were given, so they are passed on rather than read from the run.
-    overrides = [f"eval.{k}={v}" for k, v in config.eval.items() if v not in ("", None)]
+    overrides = [f"eval.{k}={v!r}" for k, v in config.eval.items() if v not in ("", None)]
     eval_path = os.path.join(wd, "eval.json")
     previous = json.load(open(eval_path)) if os.path.exists(eval_path) else None
     if previous and previous["counts"]["generated"] == eval_num and (

@@ -43,4 +43,4 @@ def test_tiny_demo_writes_a_complete_report(tmp_path, monkeypatch):
   assert calls == []   # nothing new asked for: the eval.json is reused
   teacher.config.eval.update(inception_weights="/weights/inception.npz", inception_num=64)
   study.run_all([teacher], w, eval_num=results["teacher"]["counts"]["generated"], progress=False)
-  assert len(calls) == 1 and {"eval.inception_weights=/weights/inception.npz", "eval.inception_num=64"} <= set(calls[0])
+  assert len(calls) == 1 and {"eval.inception_weights='/weights/inception.npz'", "eval.inception_num=64"} <= set(calls[0])
