@@ -29,7 +29,8 @@ loop.enable_compilation_cache(c)
 mesh = parallel.make_mesh(jax.devices()[:1])
 task = tasks.gan_task(c)
 state, key = parallel.replicate((task.init(jax.random.key(0)), jax.random.key(1)), mesh)
-batch = parallel.host_to_global({{"image": np.zeros((c.train.batch_size, 28, 28, 1), np.float32)}}, mesh)
+batch = parallel.host_to_global({{"image": np.zeros((c.train.batch_size, 28, 28, 1), np.float32),
+                                  "label": np.zeros((c.train.batch_size,), np.int64)}}, mesh)   # the loop's batch
 step = parallel.jit_step(task.step, mesh)
 t0 = time.perf_counter(); lowered = step.lower(state, batch, key)
 t1 = time.perf_counter(); compiled = lowered.compile()

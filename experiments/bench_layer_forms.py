@@ -5,7 +5,7 @@
    timing (export.inference_form), and this shows why it differs by layer.
 2. The weight gradient of the step's convolutions as XLA computes it (a convolution over
    the batch) vs as explicit per-tap matmuls, g[k_y, k_x] = sum_(b, y, x) x_shift^T dy:
-   measured, and not adopted (about 3% of the teacher step at best here).
+   measured, and not adopted (see README's Benchmarks for the numbers and the reason).
 
     python experiments/bench_layer_forms.py
 
@@ -33,8 +33,9 @@ UPSAMPLE_SHAPES = [(256, 7, 128, 64), (256, 14, 64, 1), (256, 7, 48, 24), (256, 
                    (256, 14, 8, 1)]
 # (batch, size, C_in, C_out, kernel, stride, padding) of the teacher step's convolutions (32 px, batch 64;
 # D sees real and fake, 128): D's strided 4x4 convolutions and G's phase (2x2 VALID) convolutions
-GRAD_SHAPES = [(128, 16, 64, 128, 4, 2, 1), (128, 8, 128, 256, 4, 2, 1), (64, 9, 128, 256, 2, 1, 0),
-               (64, 5, 256, 512, 2, 1, 0), (64, 17, 64, 4, 2, 1, 0)]
+# (G's inputs are padded by one pixel before its 2x2 VALID convolution: 4, 8, 16 -> 6, 10, 18)
+GRAD_SHAPES = [(128, 16, 64, 128, 4, 2, 1), (128, 8, 128, 256, 4, 2, 1), (64, 6, 256, 512, 2, 1, 0),
+               (64, 10, 128, 256, 2, 1, 0), (64, 18, 64, 4, 2, 1, 0)]
 
 
 def ms(fn, *args) -> float:

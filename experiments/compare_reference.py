@@ -153,8 +153,9 @@ def main():
   for run in ours:
     rows.setdefault(run.name, {"reference": None})["ours"] = ours_results[run.name]
   lines = [f"Fashion-MNIST, {a.steps} steps per run, {a.num} samples each, FID on the package's domain-classifier "
-           f"features against the test split (lower is better); our joint column: recipe '{a.recipe}'; "
-           f"a row wWrR is our rank-R student against the reference's full-rank width W.", "",
+           f"features against the test split (lower is better); our joint column: recipe '{a.recipe}'"
+           + ("; a row wWrR is our rank-R student against the reference's full-rank width W"
+              if any(s.proj_rank for s in a.widths) else "") + ".", "",
            "| run | reference FID | ours FID | ours / reference | reference recall | ours recall |", "|---|---|---|---|---|---|"]
   for name, r in rows.items():
     ref, our = r["reference"], r["ours"]

@@ -159,13 +159,12 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: 
       _add_train_seconds(wd, time.perf_counter() - start)
       if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
         raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
-    # The study's eval.* settings (e.g. `--set eval.inception_weights=...`) apply to runs
-    # trained before they were given, so they are passed on rather than read from the run.
-    overrides = [f"eval.{k}={v!r}" for k, v in config.eval.items() if v not in ("", None)]
+    # The study's eval.* settings (e.g. `--set eval.inception_weights=...`) rule, also for
+    # runs trained before they were given: they are passed on, not read from the run.
+    overrides = [f"eval.{k}={v!r}" for k, v in config.eval.items()]
     eval_path = os.path.join(wd, "eval.json")
     previous = json.load(open(eval_path)) if os.path.exists(eval_path) else None
-    if previous and previous["counts"]["generated"] == eval_num and (
-        ("inception" in previous) == bool(config.eval.get("inception_weights"))):
+    if previous and _scored_as_asked(previous, eval_num, config.eval):
       results[run.name] = previous
     else:
       results[run.name] = evaluate.evaluate_workdir(wd, "" if run.kind != "scratch" else teacher_dir, num=eval_num,
@@ -173,6 +172,19 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: 
     results[run.name]["train_seconds"] = train_seconds(wd)
     results[run.name]["steps"] = int(config.train.steps)
   return results
+
+
+def _scored_as_asked(result: dict, eval_num: int, eval_config) -> bool:
+  """Whether an eval.json has `eval_num` samples and, where Inception FID is asked for,
+  Inception numbers from the same weights file and sample count."""
+  if result["counts"]["generated"] != eval_num:
+    return False
+  weights = eval_config.get("inception_weights", "")
+  if not weights:
+    return True
+  inception = result.get("inception")
+  return bool(inception) and inception["weights"] == os.path.basename(weights) and (
+      inception["generated"] == min(eval_num, eval_config.get("inception_num", eval_num)))
 
 
 def train_seconds(workdir: str) -> float:

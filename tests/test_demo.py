@@ -31,16 +31,32 @@ def test_tiny_demo_writes_a_complete_report(tmp_path, monkeypatch):
     assert os.path.getsize(os.path.join(w, png)) > 1000
   # a re-run skips what is finished and rewrites the same report
   assert cli.main(["demo", "--tiny", "--quiet", "--workdir", w] + [x for s in sets for x in ("--set", s)]) == 0
-  # eval settings given to a finished study reach its evaluation (an Inception FID needs a re-eval)
+  # eval settings given to a finished study reach its evaluation, and an eval.json is reused
+  # only when it was scored as asked (an Inception FID needs a re-eval; a different count too)
+  base = config_lib.apply_overrides(study.demo_base(), sets)
   calls = []
   def fake_evaluate(workdir, teacher_dir="", num=0, overrides=()):
     calls.append(list(overrides))
-    return {**results["teacher"], "inception": {"fid": 1.0}}
+    e = config_lib.apply_overrides(base, overrides).eval
+    result = {k: v for k, v in results["teacher"].items() if k != "inception"}
+    if e.inception_weights:
+      result["inception"] = {"fid": 1.0, "weights": os.path.basename(e.inception_weights),
+                             "generated": min(num, e.inception_num)}
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(result, f)
+    return result
   monkeypatch.setattr(evaluate, "evaluate_workdir", fake_evaluate)
-  base = config_lib.apply_overrides(study.demo_base(), sets)
   teacher = study.demo_runs(base, tiny=True)[0]
-  study.run_all([teacher], w, eval_num=results["teacher"]["counts"]["generated"], progress=False)
-  assert calls == []   # nothing new asked for: the eval.json is reused
-  teacher.config.eval.update(inception_weights="/weights/inception.npz", inception_num=64)
-  study.run_all([teacher], w, eval_num=results["teacher"]["counts"]["generated"], progress=False)
-  assert len(calls) == 1 and {"eval.inception_weights='/weights/inception.npz'", "eval.inception_num=64"} <= set(calls[0])
+  num = results["teacher"]["counts"]["generated"]
+  def rerun(**eval_settings):
+    teacher.config.eval.update(eval_settings)
+    study.run_all([teacher], w, eval_num=num, progress=False)
+    return len(calls)
+  assert rerun() == 0                                                       # nothing new asked for
+  assert rerun(inception_weights="/weights/inception.npz", inception_num=64) == 1
+  assert {"eval.inception_weights='/weights/inception.npz'", "eval.inception_num=64"} <= set(calls[0])
+  assert rerun() == 1                                                       # scored as asked
+  assert rerun(inception_num=32) == 2                                       # another sample count
+  assert rerun(inception_weights="") == 2                                   # not asked: kept as it is
+  os.remove(os.path.join(w, "teacher", "eval.json"))
+  assert rerun() == 3 and "eval.inception_weights=''" in calls[-1]          # the study's empty setting rules

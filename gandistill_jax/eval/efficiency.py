@@ -1,8 +1,8 @@
 """Size and speed of a generator on the current device: parameters, XLA FLOPs per sample,
 throughput at a large batch and latency at batch 1 (median of timed runs after warm-up).
 
-Throughput is timed over back-to-back calls (dispatch is asynchronous, as in a sampling
-loop) lasting at least `THROUGHPUT_SECONDS` per timing: single batch-256 calls of a small
+Throughput is timed over runs of back-to-back calls (dispatch is asynchronous, as in a
+sampling loop) of about `THROUGHPUT_SECONDS` or more each: single batch-256 calls of a small
 student take ~1-2 ms here, and medians of a few of them varied by 1.6x between runs."""
 from __future__ import annotations
 
@@ -25,21 +25,21 @@ THROUGHPUT_SECONDS = 0.05
 
 
 def time_call(fn, arg, repeats: int, warmup: int = 3, min_seconds: float = 0.0) -> list[float]:
-  """`repeats` measurements of seconds per call of fn(arg). Each measurement times enough
-  back-to-back calls to last about `min_seconds` (one call when 0: a blocking latency)."""
+  """`repeats` measurements of seconds per call of fn(arg). With `min_seconds`, each one
+  times a run of back-to-back calls, as many as made a calibration run last at least
+  `min_seconds` (doubling from one); without, single blocking calls (a latency)."""
   for _ in range(warmup):
     jax.block_until_ready(fn(arg))
-  t = time.perf_counter()
-  jax.block_until_ready(fn(arg))
-  calls = max(1, int(np.ceil(min_seconds / max(time.perf_counter() - t, 1e-6))))
-  times = []
-  for _ in range(repeats):
+  def run(calls: int) -> float:
     t = time.perf_counter()
     for _ in range(calls):
       out = fn(arg)
     jax.block_until_ready(out)
-    times.append((time.perf_counter() - t) / calls)
-  return times
+    return time.perf_counter() - t
+  calls = 1
+  while min_seconds and run(calls) < min_seconds:
+    calls *= 2
+  return [run(calls) / calls for _ in range(repeats)]
 
 
 def device_name() -> str:
