@@ -84,10 +84,10 @@ def test_time_call_times_back_to_back_calls_per_call():
     time.sleep(0.002)
     return x
   times = efficiency.time_call(fn, jnp.zeros(3), repeats=4, warmup=1, min_seconds=0.02)
-  assert len(times) == 4 and all(0.002 <= t < 0.01 for t in times)
+  assert len(times) == 4 and all(0.002 <= t < 0.05 for t in times)
   # warm-up 1 call, calibration runs of 1, 2, ..., c calls, then 4 timings of c calls each; a call
   # sleeps >= 2 ms, so the run of c / 2 calls that fell short of 20 ms means c <= 16
   c = len(calls) // 6
-  assert len(calls) == 1 + (2 * c - 1) + 4 * c and c in (2, 4, 8, 16)
+  assert len(calls) == 1 + (2 * c - 1) + 4 * c and c in (1, 2, 4, 8, 16)
   calls.clear()
   assert len(efficiency.time_call(fn, jnp.zeros(3), repeats=3, warmup=0)) == 3 and len(calls) == 3
