@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gandistill_jax.models.layers import UPSAMPLE_METHODS, UpConv, conv_transpose_4x4_s2, depth_to_space
+from gandistill_jax.models.layers import UPSAMPLE_METHODS, UpConv, depth_to_space
 
 
 def torch_conv_transpose_reference(x, kernel):
@@ -36,14 +36,15 @@ def test_upconv_equals_transposed_convolution(shape, method):
                              atol=1e-5, rtol=1e-5)
 
 
-def test_upconv_gradients_equal_transposed_convolution():
+@pytest.mark.parametrize("method", sorted(UPSAMPLE_METHODS))
+def test_upconv_gradients_equal_transposed_convolution(method):
   x = jax.random.normal(jax.random.key(1), (2, 4, 4, 3))
   kernel = jax.random.normal(jax.random.key(2), (4, 4, 3, 5)) * 0.3
   ref = lambda x, k: lax.conv_transpose(x, k.swapaxes(2, 3), (2, 2), ((2, 2), (2, 2)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)
   loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
   with jax.default_matmul_precision("highest"):
-    g_ours = jax.grad(loss(conv_transpose_4x4_s2), argnums=(0, 1))(x, kernel)
+    g_ours = jax.grad(loss(UPSAMPLE_METHODS[method]), argnums=(0, 1))(x, kernel)
     g_ref = jax.grad(loss(ref), argnums=(0, 1))(x, kernel)
   for a, b in zip(g_ours, g_ref):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)

@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from gandistill_jax import config as config_lib, models
@@ -28,6 +29,29 @@ def test_dcgan_shapes_and_features(size, channels, width):
   logits, d_feats = disc.apply(d_vars, img, return_features=True)
   assert logits.shape == (3,)
   assert [f.shape[1] for f in d_feats] == [size // 2**(i + 1) for i in range(n_up)]
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_dcgan_default_training_forms_are_the_phase_form(size):
+  """The generator's default UpConv forms in training (dcgan.default_upsample) compute the
+  same images, batch-norm statistics and parameter gradients as phase everywhere."""
+  from gandistill_jax.models import dcgan
+  gen = models.build_generator(model_cfg(image_size=size, g_width=8))
+  n = dcgan.default_num_up(size)
+  assert set(dcgan.default_upsample(n, train=True)) != {"phase"}
+  phase = gen.clone(upsample=("phase",) * n)
+  z = jax.random.normal(jax.random.key(0), (4, 100))
+  variables = models.init_variables(gen, jax.random.key(1), z)
+  def loss(g, params):
+    img, stats = g.apply({"params": params, "batch_stats": variables["batch_stats"]}, z, train=True,
+                         mutable=["batch_stats"])
+    return jnp.sum(jnp.sin(3 * img)), stats
+  with jax.default_matmul_precision("highest"):
+    (l_default, s_default), g_default = jax.value_and_grad(lambda p: loss(gen, p), has_aux=True)(variables["params"])
+    (l_phase, s_phase), g_phase = jax.value_and_grad(lambda p: loss(phase, p), has_aux=True)(variables["params"])
+  np.testing.assert_allclose(l_default, l_phase, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves((g_default, s_default)), jax.tree.leaves((g_phase, s_phase))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_teacher_param_count_matches_the_pytorch_reference_family():
