@@ -79,8 +79,10 @@ def layer_table(width: int, batch: int, repeats: int = 10) -> list[tuple]:
     return lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
   g_layers = [("G proj (dense)", lambda x, k: x @ k, (batch, 100), (100, 16 * chans[0]))]
   size, c_in = 4, chans[0]
-  for i, c in enumerate(chans[1:] + [1]):
-    g_layers.append((f"G UpConv_{i} ({c_in}->{c})", layers.conv_transpose_4x4_s2, (batch, size, size, c_in), (4, 4, c_in, c)))
+  forms = dcgan.default_upsample(len(chans), train=True)   # the forms G trains with
+  for i, (c, form) in enumerate(zip(chans[1:] + [1], forms)):
+    g_layers.append((f"G UpConv_{i} ({c_in}->{c}, {form})", layers.UPSAMPLE_METHODS[form], (batch, size, size, c_in),
+                     (4, 4, c_in, c)))
     size, c_in = 2 * size, c
   d_layers, size, c_in = [], 32, 1
   for i in range(len(chans)):

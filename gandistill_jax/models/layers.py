@@ -30,7 +30,10 @@ the faster of the two, e.g. for the last layer (few output channels, where the p
 shifted windows of x_pad side by side in channels, (B, H + 1, W + 1, 4 C_in), times the
 phase kernel as one (4 C_in, 4 C_out) matrix. It is the fastest forward form here for
 the small students' last layer (C_in = 8, C_out = 1: 0.6 vs 1.1 ms at batch 256) and
-much slower for wide layers, so export tries it per layer too.
+much slower forward-only for wide layers, so export tries it per layer too. Forward and
+backward together it is the faster form for a generator's hidden layers here (the kernel
+gradient is one (4 C_in, N) x (N, 4 C_out) matmul over the patches), so they train with it
+(dcgan.default_upsample).
 """
 from __future__ import annotations
 
