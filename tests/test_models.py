@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from gandistill_jax import config as config_lib, models
+from gandistill_jax.models import dcgan
 
 
 def model_cfg(**kw):
@@ -35,7 +36,6 @@ def test_dcgan_shapes_and_features(size, channels, width):
 def test_dcgan_default_training_forms_are_the_phase_form(size):
   """The generator's default UpConv forms in training (dcgan.default_upsample) compute the
   same images, batch-norm statistics and parameter gradients as phase everywhere."""
-  from gandistill_jax.models import dcgan
   gen = models.build_generator(model_cfg(image_size=size, g_width=8))
   n = dcgan.default_num_up(size)
   assert set(dcgan.default_upsample(n, train=True)) != {"phase"}
