@@ -42,6 +42,11 @@ def test_dcgan_default_training_forms_are_the_phase_form(size):
   phase = gen.clone(upsample=("phase",) * n)
   z = jax.random.normal(jax.random.key(0), (4, 100))
   variables = models.init_variables(gen, jax.random.key(1), z)
+  def convolutions(g, train):   # im2col layers are matmuls: only phase layers convolve
+    jaxpr = jax.make_jaxpr(lambda v: g.apply(v, z, train=train, mutable=["batch_stats"]))(variables)
+    return str(jaxpr).count("conv_general_dilated")
+  assert convolutions(gen, train=True) == 1 and convolutions(phase, train=True) == n
+  assert convolutions(gen, train=False) == n
   def loss(g, params):
     img, stats = g.apply({"params": params, "batch_stats": variables["batch_stats"]}, z, train=True,
                          mutable=["batch_stats"])
