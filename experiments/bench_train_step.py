@@ -3,11 +3,12 @@
     python experiments/bench_train_step.py [--widths 64 16] [--batches 64] [--dtypes float32 bfloat16]
     python experiments/bench_train_step.py --widths 64 --vs-torch [--rounds 3]
     python experiments/bench_train_step.py --widths 64 --size 28 --reuse-fake --g-forms default phase --rounds 3
+    python experiments/bench_train_step.py --widths 64 --size 28 --vs-torch --d-chunks default 0 --rounds 3
 
 Prints one table row per (compute dtype, G/D width, batch) on the default device: build +
 compile time, steady-state images/s, TFLOP/s achieved (XLA's cost-analysis FLOPs of one
 step / its time), and that as a share of the same device's matmul rate in the same dtype,
-measured in this run (a large square matmul: the practical peak).
+measured in this run before every round (a large square matmul: the practical peak).
 
 `--vs-torch` also runs the PyTorch eager reference step (../shared/reference/
 torch_dcgan_step.py; torch is a benchmark-only dependency) on the same architecture,
@@ -18,7 +19,9 @@ batch, so ours runs with `loss.reuse_fake=True` there (one G forward per step on
 `--g-forms default phase` times the generator's default training forms for its UpConvs
 (models.dcgan.default_upsample: im2col for the hidden layers, phase for the output layer)
 against phase everywhere, alternately, `--rounds` times (the same math; `--size 28` is the
-Fashion-MNIST teacher's shape).
+Fashion-MNIST teacher's shape). `--d-chunks default 0` likewise times the discriminator's
+default convolution slices (models.dcgan.default_conv_chunk) against whole-batch convolutions
+(0); an integer is that many samples per slice.
 """
 from __future__ import annotations
 
@@ -54,9 +57,10 @@ def matmul_gflops(dtype: str = "float32", reps: int = 10) -> float:
 
 
 def teacher_step(width: int, batch: int, reuse_fake: bool = False, dtype: str = "float32", size: int = 32,
-                 g_forms: str = "default"):
+                 g_forms: str = "default", d_chunk: str = "default"):
   """(compiled teacher step, state, batch, key) for DCGAN at `width`, size x size x 1, non-saturating
-  loss; `g_forms`: "default" (the generator's own UpConv forms) or "phase" everywhere."""
+  loss; `g_forms`: "default" (the generator's own UpConv forms) or "phase" everywhere; `d_chunk`:
+  "default" (the discriminator's own convolution slices) or samples per slice (0: whole batch)."""
   c = config_lib.base_config()
   c.model.update(image_size=size, channels=1, g_width=width, d_width=width)
   c.train.update(batch_size=batch, compute_dtype=dtype)
@@ -64,6 +68,8 @@ def teacher_step(width: int, batch: int, reuse_fake: bool = False, dtype: str = 
   gen, disc = models.build_generator(c.model), models.build_discriminator(c.model)
   if g_forms == "phase":
     gen = gen.clone(upsample=("phase",) * dcgan.default_num_up(size))
+  if d_chunk != "default":
+    disc = disc.clone(conv_chunk=int(d_chunk))
   g_tx, d_tx = state_lib.adam(c.optim.g_lr, c.optim), state_lib.adam(c.optim.d_lr, c.optim)
   mesh = parallel.make_mesh()
   state = parallel.replicate(state_lib.init_gan_state(gen, disc, g_tx, d_tx, jax.random.key(0), c.model), mesh)
@@ -75,9 +81,9 @@ def teacher_step(width: int, batch: int, reuse_fake: bool = False, dtype: str = 
 
 
 def bench_width(width: int, batch: int, n_steps: int, reuse_fake: bool = False, dtype: str = "float32",
-                size: int = 32, g_forms: str = "default") -> dict:
+                size: int = 32, g_forms: str = "default", d_chunk: str = "default") -> dict:
   t = time.perf_counter()
-  compiled, state, batch_arr, key = teacher_step(width, batch, reuse_fake, dtype, size, g_forms)
+  compiled, state, batch_arr, key = teacher_step(width, batch, reuse_fake, dtype, size, g_forms, d_chunk)
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
@@ -104,39 +110,44 @@ def main():
   p.add_argument("--reuse-fake", action="store_true", help="loss.reuse_fake=True (one G forward per step)")
   p.add_argument("--g-forms", nargs="+", default=["default"], choices=["default", "phase"],
                  help="the generator's UpConv forms: its default ones, or phase everywhere")
+  p.add_argument("--d-chunks", nargs="+", default=["default"],
+                 help="the discriminator's convolution slices: 'default', or samples per slice (0: whole batch)")
   p.add_argument("--vs-torch", action="store_true", help="alternate with the PyTorch eager reference step")
-  p.add_argument("--rounds", type=int, default=3, help="alternations with --vs-torch or several --g-forms")
+  p.add_argument("--rounds", type=int, default=3, help="alternations with --vs-torch or several variants")
   a = p.parse_args()
   print(describe())
   print("command: python experiments/bench_train_step.py " + " ".join(sys.argv[1:]))
-  peaks = {d: matmul_gflops(d) for d in a.dtypes}
-  print("matmul rate: " + ", ".join(f"{d} {g / 1e3:.2f} TFLOP/s" for d, g in peaks.items()))
   reuse = a.reuse_fake or a.vs_torch
-  rounds = a.rounds if a.vs_torch or len(a.g_forms) > 1 else 1
-  print(f"\nloss.reuse_fake={reuse}, {a.size}x{a.size}x1\n\n| compute dtype | G forms | width | batch | G params | "
+  variants = [(f, c) for f in a.g_forms for c in a.d_chunks]
+  name = lambda v: f"G forms '{v[0]}', D slices '{v[1]}'"
+  rounds = a.rounds if a.vs_torch or len(variants) > 1 else 1
+  print(f"\nloss.reuse_fake={reuse}, {a.size}x{a.size}x1\n\n| compute dtype | G forms | D slices | width | batch | G params | "
         f"build+compile s | images/s | ms/step | GFLOP/step | TFLOP/s | % of matmul rate |\n"
-        f"|---|---|---|---|---|---|---|---|---|---|---|")
+        f"|---|---|---|---|---|---|---|---|---|---|---|---|")
   for dtype in a.dtypes:
     for w in a.widths:
       for batch in a.batches:
-        ours, theirs = {f: [] for f in a.g_forms}, []
-        for _ in range(rounds):
-          for forms in a.g_forms:
-            r = bench_width(w, batch, a.steps, reuse, dtype, a.size, forms)
-            ours[forms].append(r["images_per_s"])
-            print(f"| {dtype} | {forms} | {w} | {batch} | {r['g_params']:,} | {r['compile_s']:.1f} | "
+        ours, shares, theirs = {v: [] for v in variants}, {v: [] for v in variants}, []
+        for i in range(rounds):
+          peak = matmul_gflops(dtype)   # every round: the machine's rate drifts
+          print(f"| matmul rate, {dtype} | | | | | | | | | | {peak / 1e3:.3f} | 100% |", flush=True)
+          for v in variants[::-1] if i % 2 else variants:   # alternate the order: the first runs faster
+            r = bench_width(w, batch, a.steps, reuse, dtype, a.size, *v)
+            ours[v].append(r["images_per_s"])
+            shares[v].append(100 * r["gflops"] / peak)
+            print(f"| {dtype} | {v[0]} | {v[1]} | {w} | {batch} | {r['g_params']:,} | {r['compile_s']:.1f} | "
                   f"{r['images_per_s']:.0f} | {r['step_ms']:.1f} | {r['step_gflop']:.2f} | {r['gflops'] / 1e3:.3f} | "
-                  f"{100 * r['gflops'] / peaks[dtype]:.0f}% |", flush=True)
+                  f"{shares[v][-1]:.0f}% |", flush=True)
           if a.vs_torch:
             theirs.append(torch_images_per_s(w, batch, a.steps, a.size))
-            print(f"| PyTorch eager reference | | {w} | {batch} | | | {theirs[-1]:.0f} | | | | |", flush=True)
+            print(f"| PyTorch eager reference | | | {w} | {batch} | | | {theirs[-1]:.0f} | | | | |", flush=True)
         if rounds > 1:
-          first = np.median(ours[a.g_forms[0]])
-          for forms, v in ours.items():
-            vs = [f"{np.median(v) / first:.2f}x G forms '{a.g_forms[0]}'"] if forms != a.g_forms[0] else []
+          first = np.median(ours[variants[0]])
+          for var, v in ours.items():
+            vs = [f"{np.median(v) / first:.2f}x {name(variants[0])}"] if var != variants[0] else []
             vs += [f"{np.median(v) / np.median(theirs):.2f}x PyTorch's {np.median(theirs):.0f}"] if a.vs_torch else []
-            print(f"\nwidth {w}, batch {batch}, G forms '{forms}': {np.median(v):.0f} images/s (median of {rounds})"
-                  + (" = " + ", ".join(vs) if vs else ""))
+            print(f"\nwidth {w}, batch {batch}, {name(var)}: {np.median(v):.0f} images/s, "
+                  f"{np.median(shares[var]):.0f}% of the matmul rate (medians of {rounds})" + (" = " + ", ".join(vs) if vs else ""))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,33 @@ def test_dcgan_default_training_forms_are_the_phase_form(size):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [28, 32])
+def test_dcgan_discriminator_default_slices_are_the_whole_batch_map(size):
+  """The discriminator's default convolution slices (dcgan.default_conv_chunk, over every
+  device's share of the batch) give the logits, batch-norm statistics and parameter
+  gradients of whole-batch convolutions, in train mode with batch norm."""
+  disc = models.build_discriminator(model_cfg(image_size=size, d_width=64, d_batch_norm=True))
+  chunk = dcgan.default_conv_chunk(64)
+  assert chunk > 0 and dcgan.default_conv_chunk(32) == 0   # on CPU: the teacher's D slices all but its first convolution
+  # the batch below gives every device two slices
+  x = jax.random.uniform(jax.random.key(0), (2 * chunk * jax.device_count(), size, size, 1), minval=-1, maxval=1)
+  variables = models.init_variables(disc, jax.random.key(1), x[:2])
+  whole = disc.clone(conv_chunk=0)
+  def loss(d, params):
+    logits, stats = d.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
+                            mutable=["batch_stats"])
+    return jnp.sum(jnp.sin(logits)), stats
+  convolutions = lambda d: str(jax.make_jaxpr(lambda p: loss(d, p))(variables["params"])).count("conv_general_dilated")
+  n = dcgan.default_num_up(size)
+  assert convolutions(whole) == n and convolutions(disc) == 1 + 2 * (n - 1)
+  with jax.default_matmul_precision("highest"):
+    (l_sliced, s_sliced), g_sliced = jax.value_and_grad(lambda p: loss(disc, p), has_aux=True)(variables["params"])
+    (l_whole, s_whole), g_whole = jax.value_and_grad(lambda p: loss(whole, p), has_aux=True)(variables["params"])
+  np.testing.assert_allclose(l_sliced, l_whole, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves((g_sliced, s_sliced)), jax.tree.leaves((g_whole, s_whole))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_teacher_param_count_matches_the_pytorch_reference_family():
   # 28x28, width 64, latent 100: projection 627,200 + BN + 131,072 + 1,025 (+ BN): ~766k
   # as in DESIGN.md (which also counted the redundant projection bias of 6,272).
