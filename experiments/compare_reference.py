@@ -19,7 +19,9 @@ FID on InceptionV3 pool3 features for every row, on the first N samples of each 
 The study's students: a width `WrR` (e.g. `--widths 32 24r16 8r12`) is our width-W student
 with a rank-R latent projection (study.Student); the reference has no low-rank projection,
 so it runs at width W full rank, a larger generator than ours (its samples are shared
-with plain width W).
+with plain width W). `--reference-low-rank` gives the reference's student the same rank-R
+projection instead (experiments/torch_reference_low_rank.py; samples ref_<objective>_wWrR):
+a like-for-like row.
 
 Seed-to-seed spread: `--seeds 0 1 2` trains every student row once per seed on both sides
 (rows of seed s > 0 are named *_s<s>; the teacher is seed 0) and adds mean ± sd rows, e.g.
@@ -41,16 +43,20 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "configs"))
 REFERENCE = os.path.join(HERE, "..", "..", "shared", "reference", "torch_dcgan_train.py")
+REFERENCE_LOW_RANK = os.path.join(HERE, "torch_reference_low_rank.py")
 
 from gandistill_jax import study  # noqa: E402
 from gandistill_jax.data import pipeline  # noqa: E402
 from gandistill_jax.eval import evaluate  # noqa: E402
 
 
-def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str, seed: int) -> str:
+def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str, seed: int, rank: int = 0) -> str:
+  """The reference's samples (.npz) for one run, trained first if missing; `rank` > 0 gives
+  its student a rank-`rank` latent projection (torch_reference_low_rank.py)."""
   path = os.path.join(workdir, name + ".npz")
   if not os.path.exists(path):
-    cmd = [sys.executable, REFERENCE, "--mode", mode, "--width", str(width), "--steps", str(steps_),
+    script = [REFERENCE_LOW_RANK, "--rank", str(rank)] if rank else [REFERENCE]
+    cmd = [sys.executable, *script, "--mode", mode, "--width", str(width), "--steps", str(steps_),
            "--out", name, "--dir", workdir, "--seed", str(seed)] + (["--teacher", "ref_teacher"] if mode != "gan" else [])
     print("running", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -115,6 +121,8 @@ def main():
   ap.add_argument("--table", default="compare", help="name of the .md/.json written in --workdir")
   ap.add_argument("--inception-weights", default="", help="also score Inception FID with these weights (.npz)")
   ap.add_argument("--inception-num", type=int, default=2000, help="samples per set for the Inception FID")
+  ap.add_argument("--reference-low-rank", action="store_true",
+                  help="a WrR row's reference student gets the rank-R projection too (else: full rank at width W)")
   ap.add_argument("--skip-missing", action="store_true",
                   help="leave out reference runs that have no samples yet instead of training them")
   a = ap.parse_args()
@@ -124,7 +132,7 @@ def main():
   teacher.train.steps = a.steps
   teacher.train.update(sample_every=1000, ckpt_every=1000)
   ours = [study.Run("teacher", "teacher", teacher)]
-  refs = {"teacher": ("gan", 64, "ref_teacher", 0)}
+  refs = {"teacher": ("gan", 64, "ref_teacher", 0, 0)}
   groups = {}   # "scratch_w8" -> row names over seeds
   for s in a.widths:
     ours_configs = {"pixel": ("distill", lambda: study.distill_config(teacher, s, a.steps, "pixel", study.DEFAULT_INIT)),
@@ -137,24 +145,26 @@ def main():
         config = make()
         config.seed = seed
         ours.append(study.Run(name, kind, config))
-        ref_name = f"ref_{objective}_w{s.width}" + (f"_s{seed}" if seed else "")
-        refs[name] = (OBJECTIVES[objective], s.width, ref_name, seed)
+        rank = s.proj_rank if a.reference_low_rank else 0
+        ref_name = f"ref_{objective}_w{s.width}" + (f"r{rank}" if rank else "") + (f"_s{seed}" if seed else "")
+        refs[name] = (OBJECTIVES[objective], s.width, ref_name, seed, rank)
         groups.setdefault(f"{objective}_{s.tag}", []).append(name)
   ref_dir = os.path.join(a.workdir, "reference")
   os.makedirs(ref_dir, exist_ok=True)
   extractor, real = evaluate.reference(teacher)
   rows = {}
-  for name, (mode, width, out, seed) in refs.items():   # the teacher first: the students need it
+  for name, (mode, width, out, seed, rank) in refs.items():   # the teacher first: the students need it
     if a.skip_missing and not os.path.exists(os.path.join(ref_dir, out + ".npz")):
       continue
-    rows[name] = {"reference": score_npz(reference_run(ref_dir, mode, width, a.steps, out, seed),
+    rows[name] = {"reference": score_npz(reference_run(ref_dir, mode, width, a.steps, out, seed, rank),
                                          teacher, extractor, real, a.num)}
   ours_results = study.run_all(ours, a.workdir, eval_num=a.num, progress=False)
   for run in ours:
     rows.setdefault(run.name, {"reference": None})["ours"] = ours_results[run.name]
   lines = [f"Fashion-MNIST, {a.steps} steps per run, {a.num} samples each, FID on the package's domain-classifier "
            f"features against the test split (lower is better); our joint column: recipe '{a.recipe}'"
-           + ("; a row wWrR is our rank-R student against the reference's full-rank width W"
+           + (("; a row wWrR is our rank-R student against the reference's rank-R student at width W"
+               if a.reference_low_rank else "; a row wWrR is our rank-R student against the reference's full-rank width W")
               if any(s.proj_rank for s in a.widths) else "") + ".", "",
            "| run | reference FID | ours FID | ours / reference | reference recall | ours recall |", "|---|---|---|---|---|---|"]
   for name, r in rows.items():
