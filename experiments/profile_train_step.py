@@ -6,9 +6,10 @@
    `jax.profiler` for `--steps` steps; the XLA:CPU ops in the trace are summed by kind
    (convolutions and matmuls, elementwise fusions, layout copies/transposes, other) and the
    most expensive ops are listed with their HLO shapes.
-2. Each layer of G and D is timed alone at the step's batch: forward, and backward (the
-   gradients for its input and its weights), with XLA's FLOPs of each, so a layer that runs
-   far below the machine's matmul rate stands out.
+2. Each layer of G and D is timed alone at the step's batch, in the form it trains with
+   (G's UpConv forms, D's batch slices): forward, and backward (the gradients for its input
+   and its weights), with XLA's FLOPs of each, so a layer that runs far below the machine's
+   matmul rate stands out.
 The trace is kept in --trace-dir for TensorBoard/Perfetto.
 """
 from __future__ import annotations
@@ -87,7 +88,10 @@ def layer_table(width: int, batch: int, repeats: int = 10) -> list[tuple]:
   d_layers, size, c_in = [], 32, 1
   for i in range(len(chans)):
     c = width * 2**i
-    d_layers.append((f"D Conv_{i} ({c_in}->{c})", conv_down, (batch, size, size, c_in), (4, 4, c_in, c)))
+    chunk = dcgan.default_conv_chunk(c_in)   # D's training form: batch slices for wide layers
+    sliced = lambda x, k, chunk=chunk: layers.batch_chunked(lambda h: conv_down(h, k), x, chunk, jax.device_count())
+    d_layers.append((f"D Conv_{i} ({c_in}->{c}" + (f", slices of {chunk})" if chunk else ")"), sliced,
+                     (batch, size, size, c_in), (4, 4, c_in, c)))
     size, c_in = size // 2, c
   d_layers.append(("D logits (dense)", lambda x, k: x @ k, (batch, size * size * c_in), (size * size * c_in, 1)))
   for name, f, x_shape, k_shape in g_layers + d_layers:
