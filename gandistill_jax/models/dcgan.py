@@ -128,9 +128,10 @@ def fold_batch_norm(gen: Generator, variables: dict, fuse_projection: bool = Fal
 def default_conv_chunk(in_channels: int) -> int:
   """Samples per slice in which the discriminator runs a convolution of `in_channels` inputs
   unless told (layers.batch_chunked; the same map): on XLA:CPU 32 for the wide layers
-  (64 inputs or more), where the teacher step runs 5-7% faster (experiments/bench_train_step.py
-  --d-chunks default 0); the whole batch for narrow layers, where slicing only adds overhead
-  (a width-8 D's step ran 14% slower sliced), and on every other backend."""
+  (64 inputs or more), with which the width-64 teacher step ran 1.13x as fast at 28 px and
+  1.04x at 32 px (experiments/bench_train_step.py --d-chunks default 0); the whole batch
+  for narrow layers, where slicing only adds overhead (a width-8 D's step ran 14% slower
+  sliced), and on every other backend."""
   return 32 if jax.default_backend() == "cpu" and in_channels >= 64 else 0
 
 

@@ -36,9 +36,10 @@ gradient is one (4 C_in, N) x (N, 4 C_out) matmul over the patches), so they tra
 (dcgan.default_upsample).
 
 `batch_chunked` applies a per-sample layer (a convolution) to slices of the batch and
-stacks the results: the same map, but XLA:CPU computes a strided convolution's kernel
-gradient, a convolution over the batch axis, faster as a sum over small slices (the
-DCGAN discriminator's 64->128 layer dominates its teacher step; see dcgan.default_conv_chunk).
+stacks the results: the same map, but XLA:CPU computes a wide strided convolution, and
+its kernel gradient (a convolution over the batch axis), faster over slices of 32 samples
+than over a batch of 64 (the DCGAN discriminator's 64->128 layer: forward 6.4 vs 13.3 ms;
+see dcgan.default_conv_chunk).
 """
 from __future__ import annotations
 
