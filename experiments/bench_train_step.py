@@ -3,7 +3,7 @@
     python experiments/bench_train_step.py [--widths 64 16] [--batches 64] [--dtypes float32 bfloat16]
     python experiments/bench_train_step.py --widths 64 --vs-torch [--rounds 3]
     python experiments/bench_train_step.py --widths 64 --size 28 --reuse-fake --g-forms default phase --rounds 3
-    python experiments/bench_train_step.py --widths 64 --size 28 --vs-torch --d-chunks default 0 --rounds 3
+    python experiments/bench_train_step.py --widths 64 --size 28 --vs-torch --d-chunks default 0 --rounds 4
 
 Prints one table row per (compute dtype, G/D width, batch) on the default device: build +
 compile time, steady-state images/s, TFLOP/s achieved (XLA's cost-analysis FLOPs of one

@@ -32,6 +32,17 @@ def test_dcgan_shapes_and_features(size, channels, width):
   assert [f.shape[1] for f in d_feats] == [size // 2**(i + 1) for i in range(n_up)]
 
 
+def assert_same_train_map(loss_a, loss_b, params):
+  """Two forms of one network, each given as params -> (scalar loss, batch-norm statistics),
+  have the same loss, statistics and parameter gradients (at full matmul precision)."""
+  with jax.default_matmul_precision("highest"):
+    (l_a, s_a), g_a = jax.value_and_grad(loss_a, has_aux=True)(params)
+    (l_b, s_b), g_b = jax.value_and_grad(loss_b, has_aux=True)(params)
+  np.testing.assert_allclose(l_a, l_b, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves((g_a, s_a)), jax.tree.leaves((g_b, s_b))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("size", [28, 32])
 def test_dcgan_default_training_forms_are_the_phase_form(size):
   """The generator's default UpConv forms in training (dcgan.default_upsample) compute the
@@ -51,12 +62,7 @@ def test_dcgan_default_training_forms_are_the_phase_form(size):
     img, stats = g.apply({"params": params, "batch_stats": variables["batch_stats"]}, z, train=True,
                          mutable=["batch_stats"])
     return jnp.sum(jnp.sin(3 * img)), stats
-  with jax.default_matmul_precision("highest"):
-    (l_default, s_default), g_default = jax.value_and_grad(lambda p: loss(gen, p), has_aux=True)(variables["params"])
-    (l_phase, s_phase), g_phase = jax.value_and_grad(lambda p: loss(phase, p), has_aux=True)(variables["params"])
-  np.testing.assert_allclose(l_default, l_phase, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves((g_default, s_default)), jax.tree.leaves((g_phase, s_phase))):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert_same_train_map(lambda p: loss(gen, p), lambda p: loss(phase, p), variables["params"])
 
 
 @pytest.mark.parametrize("size", [28, 32])
@@ -78,12 +84,7 @@ def test_dcgan_discriminator_default_slices_are_the_whole_batch_map(size):
   convolutions = lambda d: str(jax.make_jaxpr(lambda p: loss(d, p))(variables["params"])).count("conv_general_dilated")
   n = dcgan.default_num_up(size)
   assert convolutions(whole) == n and convolutions(disc) == 1 + 2 * (n - 1)
-  with jax.default_matmul_precision("highest"):
-    (l_sliced, s_sliced), g_sliced = jax.value_and_grad(lambda p: loss(disc, p), has_aux=True)(variables["params"])
-    (l_whole, s_whole), g_whole = jax.value_and_grad(lambda p: loss(whole, p), has_aux=True)(variables["params"])
-  np.testing.assert_allclose(l_sliced, l_whole, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves((g_sliced, s_sliced)), jax.tree.leaves((g_whole, s_whole))):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert_same_train_map(lambda p: loss(disc, p), lambda p: loss(whole, p), variables["params"])
 
 
 def test_teacher_param_count_matches_the_pytorch_reference_family():
