@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_up = 0              # 0 = the family's default depth
   c.model.num_down = 0
   c.model.proj_rank = 0           # 0 = full-rank latent projection
+  c.model.g_proj_bias = True      # dcgan/mobile: a bias per latent-projection output (dcgan.latent_projection)
   c.model.expand = 2              # mobile: inverted-residual expansion factor
   c.model.upsample = "nearest"    # mobile: nearest | bilinear
   c.model.g_batch_norm = True     # mobile: batch norm in G
@@ -102,7 +103,7 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
 # full key, or by its last part for keys every model section has.
 LEGACY_DEFAULTS = {
     "d_batch_norm": False, "reuse_fake": False, "d_family": "", "expand": 2, "upsample": "nearest",
-    "g_batch_norm": True, "train.compute_dtype": "float32",
+    "g_batch_norm": True, "g_proj_bias": False, "train.compute_dtype": "float32",
     "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
     "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
     "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",

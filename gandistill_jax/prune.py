@@ -9,7 +9,7 @@ pruning-then-distillation recipe of GAN Slimming (Wang et al. 2020) and CAGC (Li
   l1         sum |K[..., c]| of the kernel that produces channel c (Li et al. 2017)
 
 and the kept indices stay in the teacher's order. The latent projection z -> s0 x s0 x c0
-keeps the kept channels' columns; a student with `proj_rank` r factorises it by truncated
+keeps the kept channels' columns and biases; a student with `proj_rank` r factorises it by truncated
 SVD, P ~ (U_r S_r^1/2)(S_r^1/2 V_r^T), the best rank-r approximation in Frobenius norm
 (Eckart-Young). With w = W and a full-rank projection the student is the teacher exactly.
 """
@@ -42,6 +42,9 @@ def _check(teacher_cfg, student_cfg) -> None:
     if teacher_cfg.get(key, 0) != student_cfg.get(key, 0):
       raise ValueError(f"distill.student_init='teacher' needs the student's {key} to be the teacher's "
                        f"({teacher_cfg.get(key, 0)}), got {student_cfg.get(key, 0)}")
+  if teacher_cfg.get("g_proj_bias", False) and not student_cfg.get("g_proj_bias", False):
+    raise ValueError("distill.student_init='teacher' cannot drop the teacher's projection bias; "
+                     "give the student model.g_proj_bias=True (the default)")
   if student_cfg.g_width > teacher_cfg.g_width:
     raise ValueError(f"distill.student_init='teacher' prunes the teacher; student.g_width={student_cfg.g_width} "
                      f"must be at most the teacher's {teacher_cfg.g_width}")
@@ -82,6 +85,9 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
     params["proj_low_rank"], params["proj"] = {"kernel": a}, {"kernel": b}
   else:
     params["proj"] = {"kernel": p}
+  if "bias" in sp_shape["proj"]:   # a teacher without one (model.g_proj_bias=False) has a zero bias
+    bias = tp["proj"].get("bias", jnp.zeros(proj.shape[1], proj.dtype))
+    params["proj"]["bias"] = bias.reshape(-1, c0)[:, kept[0]].reshape(-1)
   for i, idx in enumerate(kept):
     params[f"BatchNorm_{i}"] = {k: v[idx] for k, v in tp[f"BatchNorm_{i}"].items()}
     stats[f"BatchNorm_{i}"] = {k: v[idx] for k, v in ts[f"BatchNorm_{i}"].items()}

@@ -20,6 +20,8 @@ def exported(tmp_path_factory):
   gen = models.build_generator(config.model)
   variables = models.init_variables(gen, jax.random.key(0), jnp.zeros((2, 16)))
   variables["batch_stats"] = jax.tree.map(lambda x: x + 0.5, variables["batch_stats"])
+  bias = variables["params"]["proj"]["bias"]   # zero at init; a trained one is not
+  variables["params"]["proj"]["bias"] = jax.random.normal(jax.random.key(1), bias.shape)
   path = str(tmp_path_factory.mktemp("exp") / "g.jaxexport")
   header = export.export_generator(gen, variables, 16, (28, 28, 1), path)
   return gen, variables, path, header

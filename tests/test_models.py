@@ -88,11 +88,14 @@ def test_dcgan_discriminator_default_slices_are_the_whole_batch_map(size):
 
 
 def test_teacher_param_count_matches_the_pytorch_reference_family():
-  # 28x28, width 64, latent 100: projection 627,200 + BN + 131,072 + 1,025 (+ BN): ~766k
-  # as in DESIGN.md (which also counted the redundant projection bias of 6,272).
-  cfg = model_cfg(image_size=28, g_width=64)
-  g_vars = models.init_variables(models.build_generator(cfg), jax.random.key(0), jnp.ones((1, 100)))
-  assert models.param_count(g_vars["params"]) == 627_200 + 256 + 131_072 + 128 + 1_025
+  # 28x28, width 64, latent 100: projection 627,200 + its bias 6,272 + BN + 131,072 + 1,025 (+ BN):
+  # the reference's 766k (DESIGN.md); without the bias (model.g_proj_bias=False, runs before it) 6,272 fewer.
+  counts = {}
+  for bias in (True, False):
+    cfg = model_cfg(image_size=28, g_width=64, g_proj_bias=bias)
+    g_vars = models.init_variables(models.build_generator(cfg), jax.random.key(0), jnp.ones((1, 100)))
+    counts[bias] = models.param_count(g_vars["params"])
+  assert counts == {True: 627_200 + 6_272 + 256 + 131_072 + 128 + 1_025, False: 627_200 + 256 + 131_072 + 128 + 1_025}
 
 
 def test_low_rank_projection_shrinks_small_students():

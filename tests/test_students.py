@@ -11,12 +11,14 @@ from test_distill import assert_pixel_loss_falls_tenfold, distill_config, random
 
 
 def teacher_variables(cfg, seed=3):
-  """A random DCGAN teacher with non-trivial batch-norm parameters and statistics."""
+  """A random DCGAN teacher with non-trivial batch-norm parameters and statistics and projection bias."""
   gen = models.build_generator(cfg)
   v = models.init_variables(gen, jax.random.key(seed), jnp.zeros((2, cfg.latent_dim)))
   keys = iter(jax.random.split(jax.random.key(seed + 1), 64))
   perturb = lambda x: x + 0.3 * jax.random.normal(next(keys), x.shape)
   v["params"] = {k: (jax.tree.map(perturb, p) if k.startswith("BatchNorm") else p) for k, p in v["params"].items()}
+  if "bias" in v["params"]["proj"]:
+    v["params"]["proj"] = dict(v["params"]["proj"], bias=perturb(v["params"]["proj"]["bias"]))
   v["batch_stats"] = jax.tree.map(lambda x: jnp.abs(perturb(x)), v["batch_stats"])
   return gen, v
 
@@ -37,6 +39,20 @@ def test_pruned_student_at_keep_ratio_one_is_the_teacher(prune_by):
   np.testing.assert_array_equal(gen.apply(s_vars, z), gen.apply(t_vars, z))
 
 
+def test_a_teacher_without_projection_bias_gives_a_zero_bias():
+  """Teachers trained before model.g_proj_bias existed have none; the student's starts at zero
+  (the same map), and a student cannot drop a teacher's bias."""
+  t_cfg, s_cfg = model_cfg(g_width=8, g_proj_bias=False), model_cfg(g_width=8)
+  t_gen, t_vars = teacher_variables(t_cfg)
+  s_gen = models.build_generator(s_cfg)
+  s_vars = prune.student_from_teacher(t_vars, t_cfg, s_cfg, models.init_variables(s_gen, jax.random.key(9), jnp.zeros((2, 16))))
+  np.testing.assert_array_equal(s_vars["params"]["proj"]["bias"], 0.0)
+  z = jax.random.normal(jax.random.key(0), (8, 16))
+  np.testing.assert_array_equal(s_gen.apply(s_vars, z), t_gen.apply(t_vars, z))
+  with pytest.raises(ValueError, match="projection bias"):
+    prune.student_from_teacher({}, s_cfg, t_cfg, {})
+
+
 def test_pruning_keeps_the_largest_channels_and_the_svd_projection():
   t_cfg = model_cfg(g_width=8)
   s_cfg = model_cfg(g_width=4, proj_rank=5)
@@ -49,6 +65,8 @@ def test_pruning_keeps_the_largest_channels_and_the_svd_projection():
   np.testing.assert_array_equal(s_vars["params"]["BatchNorm_0"]["scale"], scale0[kept0])
   np.testing.assert_array_equal(s_vars["batch_stats"]["BatchNorm_0"]["var"],
                                 np.asarray(t_vars["batch_stats"]["BatchNorm_0"]["var"])[kept0])
+  np.testing.assert_array_equal(s_vars["params"]["proj"]["bias"],
+                                np.asarray(t_vars["params"]["proj"]["bias"]).reshape(-1, 16)[:, kept0].reshape(-1))
   proj = np.asarray(t_vars["params"]["proj"]["kernel"]).reshape(16, -1, 16)[:, :, kept0].reshape(16, -1)
   approx = np.asarray(s_vars["params"]["proj_low_rank"]["kernel"]) @ np.asarray(s_vars["params"]["proj"]["kernel"])
   s = np.linalg.svd(proj, compute_uv=False)

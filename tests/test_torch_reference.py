@@ -1,13 +1,16 @@
 """Our DCGAN G and D compute what a PyTorch DCGAN computes (the reference's architecture:
 ../shared/reference/torch_dcgan_train.py, written out here): from the same weights, the same
 images, discriminator loss, generator loss and parameter gradients, in train mode with batch
-norm. torch is a test-only dependency (CI installs it for the Inception test too)."""
+norm; and our scratch/teacher train step follows the reference's training loop (Adam, the G
+update on the D update's fake batch) step for step. torch is a test-only dependency (CI
+installs it for the Inception test too)."""
+import ml_collections
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gandistill_jax import losses
+from gandistill_jax import config as config_lib, losses, steps, tasks
 from gandistill_jax.models import dcgan
 
 torch = pytest.importorskip("torch", reason="needs torch (.ci/run installs it)")
@@ -35,9 +38,10 @@ def chw_to_hwc(w, c, h):
 
 
 def to_flax(g, d, n):
-  """Our parameters from the torch modules (biases before batch norm have no effect and are dropped)."""
+  """Our parameters from the torch modules. Per-channel biases before batch norm have no
+  effect and are dropped; the Linear's bias is one per (channel, position) and is kept."""
   t = lambda p: p.detach().numpy()
-  gp = {"proj": {"kernel": chw_to_hwc(t(g[0].weight), 2 * n, 7).T},
+  gp = {"proj": {"kernel": chw_to_hwc(t(g[0].weight), 2 * n, 7).T, "bias": chw_to_hwc(t(g[0].bias), 2 * n, 7)[:, 0]},
         "BatchNorm_0": {"scale": t(g[2].weight), "bias": t(g[2].bias)},
         "UpConv_0": {"kernel": t(g[4].weight).transpose(2, 3, 0, 1)},
         "BatchNorm_1": {"scale": t(g[5].weight), "bias": t(g[5].bias)},
@@ -53,6 +57,8 @@ def test_dcgan_losses_and_gradients_equal_pytorch():
   n, b = 8, 16
   torch.manual_seed(0)
   g, d = torch_dcgan(n)
+  with torch.no_grad():
+    g[0].bias.normal_(0, 0.1)   # a trained projection's bias is not zero, and is not removed by batch norm
   gp, dp = to_flax(g, d, n)
   gen, disc = dcgan.Generator(image_size=28, width=n), dcgan.Discriminator(image_size=28, width=64, batch_norm=True)
   g_stats = gen.init(jax.random.key(0), jnp.zeros((2, 100)))["batch_stats"]
@@ -88,7 +94,62 @@ def test_dcgan_losses_and_gradients_equal_pytorch():
   close(grad_d["BatchNorm_0"]["scale"], grad_d_t["3.weight"])
   close(grad_d["Dense_0"]["kernel"], chw_to_hwc(grad_d_t["6.weight"].T, 128, 7))
   close(grad_g["proj"]["kernel"], chw_to_hwc(grad_g_t["0.weight"], 2 * n, 7).T)
+  close(grad_g["proj"]["bias"], chw_to_hwc(grad_g_t["0.bias"], 2 * n, 7)[:, 0])
   close(grad_g["BatchNorm_0"]["scale"], grad_g_t["2.weight"])
   close(grad_g["UpConv_0"]["kernel"], grad_g_t["4.weight"].transpose(2, 3, 0, 1))
   close(grad_g["BatchNorm_1"]["bias"], grad_g_t["5.bias"])
   close(grad_g["UpConv_1"]["kernel"], grad_g_t["7.weight"].transpose(2, 3, 0, 1))
+
+
+def test_scratch_steps_follow_the_pytorch_training_loop():
+  """Three steps of our adversarial step (the teacher recipe at width 8: D with batch norm,
+  reuse_fake, Adam (0.5, 0.999)) against the reference's loop body from the same weights,
+  real batches and z: the losses agree at every step and the parameters and EMA after.
+  One step alone would not see a parameter whose gradient is ignored: Adam moves it by
+  about lr on the first step regardless, and a missing one shows from the second step on
+  (without the projection's bias, step 2's D loss was off by 8e-3)."""
+  n, b, T = 8, 16, 3
+  torch.manual_seed(1)
+  g, d = torch_dcgan(n)
+  c = config_lib.base_config()
+  c.model.update(image_size=28, g_width=n, d_width=64, latent_dim=100, d_batch_norm=True)
+  c.loss.update(name="nonsaturating", reuse_fake=True)
+  c.train.update(batch_size=b, ema_decay=0.999)
+  task = tasks.gan_task(c, "scratch")
+  gp, dp = to_flax(g, d, n)
+  state = task.init(jax.random.key(0))
+  state = state.replace(g_params=jax.tree.map(jnp.array, gp), g_ema=jax.tree.map(jnp.array, gp),
+                        d_params=jax.tree.map(jnp.array, dp))
+  ema = {k: p.detach().clone() for k, p in g.named_parameters()}
+  opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+  opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+  bce, rng, data = nn.BCEWithLogitsLoss(), jax.random.key(3), np.random.default_rng(0)
+  step = jax.jit(task.step)
+  with jax.default_matmul_precision("highest"):
+    for t in range(T):
+      real = data.uniform(-1, 1, (b, 28, 28, 1)).astype(np.float32)
+      # the z of steps.make_teacher_step with n_critic = 1
+      d_key = jax.random.split(jax.random.fold_in(rng, t))[0]
+      z = np.array(steps.sample_latent(jax.random.split(jax.random.split(d_key, 1)[0])[0], b, 100))
+      state, metrics = step(state, {"image": jnp.asarray(real)}, rng)
+
+      fake = g(torch.from_numpy(z))
+      loss_d = bce(d(torch.from_numpy(real.transpose(0, 3, 1, 2)).contiguous()), torch.ones(b, 1)) + \
+          bce(d(fake.detach()), torch.zeros(b, 1))
+      opt_d.zero_grad(); loss_d.backward(); opt_d.step()
+      loss_g = bce(d(fake), torch.ones(b, 1))
+      opt_g.zero_grad(); loss_g.backward(); opt_g.step()
+      with torch.no_grad():
+        for k, p in g.named_parameters():
+          ema[k].mul_(0.999).add_(p, alpha=0.001)
+      np.testing.assert_allclose(metrics["d_loss"], loss_d.item(), rtol=1e-4, err_msg=f"D loss at step {t + 1}")
+      np.testing.assert_allclose(metrics["g_loss"], loss_g.item(), rtol=1e-4, err_msg=f"G loss at step {t + 1}")
+
+  g_ema = torch_dcgan(n)[0]
+  with torch.no_grad():
+    for k, p in g_ema.named_parameters():
+      p.copy_(ema[k])
+  for ours, (g_t, d_t) in ((state.g_params, (g, d)), (state.g_ema, (g_ema, d))):
+    theirs = to_flax(g_t, d_t, n)[0]
+    jax.tree.map(lambda a, b_: np.testing.assert_allclose(a, b_, rtol=0, atol=2e-5), dict(ours), theirs)
+  jax.tree.map(lambda a, b_: np.testing.assert_allclose(a, b_, rtol=0, atol=2e-5), dict(state.d_params), to_flax(g, d, n)[1])

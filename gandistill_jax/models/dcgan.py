@@ -67,6 +67,20 @@ def default_upsample(n: int, train: bool) -> tuple[str, ...]:
   return ("im2col",) * (n - 1) + ("phase",) if train else ("phase",) * n
 
 
+def latent_projection(z: jax.Array, features: int, rank: int, use_bias: bool) -> jax.Array:
+  """z -> z W (+ b): the generator's first layer, with W = A B through rank `rank` if given.
+
+  Its output is reshaped to (s0, s0, c0) and batch-normalised per channel. The bias b holds
+  one value per (position, channel); batch norm removes only its mean over positions, so
+  the rest is a learned spatial template that survives normalisation (the PyTorch
+  reference's Linear keeps it; without it our scratch DCGAN at width 24 scored 10% worse).
+  Called inside a generator's compact __call__; the layers are named proj_low_rank, proj.
+  """
+  if rank:
+    z = nn.Dense(rank, use_bias=False, kernel_init=_INIT, name="proj_low_rank")(z)
+  return nn.Dense(features, use_bias=use_bias, kernel_init=_INIT, name="proj")(z)
+
+
 class Generator(nn.Module):
   """DCGAN generator: z (B, latent) -> images (B, size, size, channels) in [-1, 1]."""
   image_size: int = 32
@@ -74,6 +88,7 @@ class Generator(nn.Module):
   width: int = 64
   num_up: int = 0          # 0: the family's default for image_size
   proj_rank: int = 0       # 0: a full-rank latent projection
+  proj_bias: bool = True   # a bias per projection output (see `latent_projection`)
   bn_momentum: float = 0.9
   batch_norm: bool = True  # False: the folded inference form (biases instead of batch norm)
   upsample: tuple[str, ...] = ()   # per-UpConv method (layers.UPSAMPLE_METHODS); () = default_upsample
@@ -87,10 +102,7 @@ class Generator(nn.Module):
       norm = lambda h: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPS)(h)
     else:
       norm = lambda h: h
-    h = z
-    if self.proj_rank:
-      h = nn.Dense(self.proj_rank, use_bias=False, kernel_init=_INIT, name="proj_low_rank")(h)
-    h = nn.Dense(s0 * s0 * chans[0], use_bias=not self.batch_norm, kernel_init=_INIT, name="proj")(h)
+    h = latent_projection(z, s0 * s0 * chans[0], self.proj_rank, self.proj_bias or not self.batch_norm)
     h = nn.relu(norm(h.reshape(z.shape[0], s0, s0, chans[0])))
     features = [h]
     for c, method in zip(chans[1:], methods):
@@ -113,7 +125,8 @@ def fold_batch_norm(gen: Generator, variables: dict, fuse_projection: bool = Fal
   n = len(stage_channels(gen.width, gen.image_size, gen.num_up))
   s, t = scale_shift(0)
   reps = params["proj"]["kernel"].shape[1] // s.shape[0]   # the projection's output is (s0, s0, c0), channels last
-  folded = {"proj": {"kernel": params["proj"]["kernel"] * jnp.tile(s, reps), "bias": jnp.tile(t, reps)}}
+  bias = params["proj"].get("bias", 0.0)   # BN(xW + b) = xW s + (b s + t), s and t per channel
+  folded = {"proj": {"kernel": params["proj"]["kernel"] * jnp.tile(s, reps), "bias": bias * jnp.tile(s, reps) + jnp.tile(t, reps)}}
   if gen.proj_rank and fuse_projection:
     folded["proj"]["kernel"] = params["proj_low_rank"]["kernel"] @ folded["proj"]["kernel"]
   elif gen.proj_rank:

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gandistill_jax.models.dcgan import _INIT, _start_size, stage_channels
+from gandistill_jax.models.dcgan import _INIT, _start_size, latent_projection, stage_channels
 
 UPSAMPLE = ("nearest", "bilinear")
 
@@ -59,6 +59,7 @@ class MobileGenerator(nn.Module):
   width: int = 16
   num_up: int = 0          # 0: the DCGAN default for image_size
   proj_rank: int = 0
+  proj_bias: bool = True   # dcgan.latent_projection
   expand: int = 2
   upsample: str = "nearest"
   batch_norm: bool = True
@@ -70,10 +71,7 @@ class MobileGenerator(nn.Module):
       raise ValueError(f"model.upsample={self.upsample!r} is unknown; use one of {UPSAMPLE}")
     chans = stage_channels(self.width, self.image_size, self.num_up)
     s0 = _start_size(self.image_size, len(chans))
-    h = z
-    if self.proj_rank:
-      h = nn.Dense(self.proj_rank, use_bias=False, kernel_init=_INIT, name="proj_low_rank")(h)
-    h = nn.Dense(s0 * s0 * chans[0], use_bias=not self.batch_norm, kernel_init=_INIT, name="proj")(h)
+    h = latent_projection(z, s0 * s0 * chans[0], self.proj_rank, self.proj_bias or not self.batch_norm)
     h = h.reshape(z.shape[0], s0, s0, chans[0])
     if self.batch_norm:
       h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
