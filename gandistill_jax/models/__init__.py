@@ -76,7 +76,8 @@ def _mobile_g(cfg) -> nn.Module:
 
 
 def _resnet_g(cfg) -> nn.Module:
-  return ResNetGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width)
+  return ResNetGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
+                         proj_bias=cfg.get("g_proj_bias", False))
 
 
 def _resnet_d(cfg) -> nn.Module:

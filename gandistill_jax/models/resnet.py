@@ -15,8 +15,10 @@ Widths follow the paper at `width` = `d_width` = 64: 32 px G 256 channels throug
 (4 * width), D 128 (2 * d_width); 64 px G 512 at 4x4 and 8x8, then 256, 128, 64 (8, 8, 4,
 2, 1 x width) and D 64 -> 1024 (1, 2, 4, 8, 16 x d_width).
 A smaller `width` shrinks every stage by the same factor, as the DCGAN family's does.
-Every G layer whose output next meets a batch norm has no bias (the norm cancels it, so
-its gradient is rounding noise that Adam would turn into updates); only the last conv has one.
+Every G conv whose output next meets a batch norm has no bias (the norm cancels a
+per-channel bias, so its gradient is rounding noise that Adam would turn into updates);
+the last conv has one, and so has the projection (`proj_bias`): its bias is one value per
+(position, channel), which a batch norm does not cancel and the shortcut sees directly.
 """
 from __future__ import annotations
 
@@ -72,12 +74,13 @@ class ResNetGenerator(nn.Module):
   image_size: int = 32
   channels: int = 3
   width: int = 64
+  proj_bias: bool = True
   bn_momentum: float = 0.9
 
   @nn.compact
   def __call__(self, z, train: bool = False, return_features: bool = False):
     chans = generator_channels(self.width, self.image_size)
-    h = nn.Dense(4 * 4 * chans[0], use_bias=False, name="proj")(z).reshape(z.shape[0], 4, 4, chans[0])
+    h = nn.Dense(4 * 4 * chans[0], use_bias=self.proj_bias, name="proj")(z).reshape(z.shape[0], 4, 4, chans[0])
     features = [h]
     for c in chans[1:]:
       h = ResBlockUp(c, self.bn_momentum)(h, train)
