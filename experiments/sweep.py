@@ -21,7 +21,8 @@ from gandistill_jax import loop, study
 from gandistill_jax.eval import evaluate
 
 # name -> (recipes, students, inits, steps). Students are (family, width, proj_rank);
-# against a width-64 DCGAN teacher (759,681 G params): dcgan w24 r16 58k (13x),
+# against a width-64 DCGAN teacher (759,681 G params, before model.g_proj_bias; cells take the
+# teacher workdir's model config, bias included or not): dcgan w24 r16 58k (13x),
 # mobile m32 r16 71k (10.7x), dcgan w8 r12 12.8k (59x), mobile m12 r8 13k (58x); shape50x
 # trades width for projection rank at ~12k (w4 r24, w6 r16) and sizes the demo's ~7k student.
 GRIDS = {

@@ -225,10 +225,18 @@ def flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
+# Model keys that only some generator families read: a difference elsewhere is no difference.
+FAMILY_KEYS = {"g_proj_bias": ("dcgan", "mobile", "resnet")}
+
+
 def math_differences(saved: dict, current: dict) -> list[str]:
   """'key: saved -> current' for every key that changes the math of a run."""
   a, b = flatten(upgrade(saved)), flatten(upgrade(json.loads(json.dumps(current))))
   a |= {k: _legacy_default(k) for k in b if k not in a and _legacy_default(k) is not _MISSING}
+  def matters(k):
+    section, _, leaf = k.rpartition(".")
+    families = FAMILY_KEYS.get(leaf)
+    return not families or b.get(f"{section}.family", a.get(f"{section}.family", "dcgan")) in families
   keys = sorted(set(a) | set(b))
   return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
-          if a.get(k) != b.get(k) and not any(k == n or k.startswith(n + ".") for n in NON_MATH_KEYS)]
+          if a.get(k) != b.get(k) and matters(k) and not any(k == n or k.startswith(n + ".") for n in NON_MATH_KEYS)]

@@ -61,7 +61,7 @@ def check_or_write_config(config: ml_collections.ConfigDict, workdir: str, write
     diffs = config_lib.math_differences(saved, current)
     if diffs:
       raise ConfigMismatch(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); "
-                           f"use a new --workdir or the saved config")
+                           f"use a new --workdir or the saved config (e.g. --set key=saved value)")
   if not write:
     return
   os.makedirs(workdir, exist_ok=True)

@@ -26,7 +26,7 @@ def test_tiny_demo_writes_a_complete_report(tmp_path, monkeypatch):
     if name != "teacher":
       assert math.isfinite(r["fidelity"]["pixel_l1"]) and math.isfinite(r["fidelity"]["psnr_db"])
   assert results["distill_w16r12"]["efficiency"]["params"] < results["teacher"]["efficiency"]["params"] / 10
-  assert results["distill_w8r7"]["efficiency"]["params"] < results["teacher"]["efficiency"]["params"] / 40
+  assert results["distill_w8r7"]["efficiency"]["params"] < results["teacher"]["efficiency"]["params"] / 35
   for png in ("samples_same_z.png", "fid_vs_params.png"):
     assert os.path.getsize(os.path.join(w, png)) > 1000
   # a re-run skips what is finished and rewrites the same report

@@ -2,6 +2,7 @@
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -78,3 +79,21 @@ def test_old_workdirs_resume_without_the_new_keys():
   changed = config_lib.base_config()
   changed.loss.reuse_fake = True
   assert config_lib.math_differences(saved, changed.to_dict()) == ["loss.reuse_fake: False -> True"]
+
+
+def test_old_workdirs_keep_a_projection_without_bias():
+  """Runs saved before model.g_proj_bias rebuild without the bias, and resuming one under
+  the new default is refused, except for families that never read the key."""
+  saved = config_lib.base_config().to_dict()
+  del saved["model"]["g_proj_bias"]
+  assert config_lib.math_differences(saved, config_lib.base_config().to_dict()) == ["model.g_proj_bias: False -> True"]
+  saved["model"]["family"] = "mlp"
+  current = config_lib.base_config()
+  current.model.family = "mlp"
+  assert config_lib.math_differences(saved, current.to_dict()) == []
+  old_model = dict(config_lib.upgrade(saved)["model"], family="dcgan", image_size=28)
+  new_model = dict(config_lib.base_config().model.to_dict(), image_size=28)
+  for cfg, has_bias in ((old_model, False), (new_model, True)):
+    gen = models.build_generator(ml_collections.ConfigDict(cfg))
+    params = jax.eval_shape(lambda: models.init_variables(gen, jax.random.key(0), jnp.zeros((1, 100))))["params"]
+    assert ("bias" in params["proj"]) == has_bias

@@ -8,7 +8,7 @@ the teacher (the teacher's strongest channels, its latent projection by truncate
 then trained on L1 to the teacher plus 0.05 x a non-saturating adversarial term against a
 student-size D on real data, after a 500-step pixel-only warm-up. Students of the study:
 widths 32 and 16 full rank, `--set model.g_width=24 --set model.proj_rank=16` (13x
-fewer parameters) and `model.g_width=8, proj_rank=12` (59x).
+fewer parameters) and `model.g_width=8, proj_rank=12` (56x).
 
 `model` is the student; the teacher's architecture is read from its workdir (recorded as
 `teacher_model` in the run's config.json).

@@ -12,7 +12,7 @@ Generator, for `num_up` upsampling blocks and start resolution s0 = size / 2**nu
       -> UpConv(channels) -> tanh,     c_i = width * 2**(num_up - 1 - i)
 
 `proj_rank` factorises the latent projection z -> (r) -> s0*s0*c0. In this family the
-projection holds most of a small student's parameters (width 8 at 28x28: 78k of 81k),
+projection holds most of a small student's parameters (width 8 at 28x28: 79k of 81k),
 so the factorisation is what lets a student be 50-100x smaller than its teacher.
 
 For deployment, `fold_batch_norm` rewrites a trained generator's eval-mode batch norms into
