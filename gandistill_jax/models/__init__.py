@@ -71,8 +71,8 @@ def _dcgan_g(cfg) -> nn.Module:
 def _mobile_g(cfg) -> nn.Module:
   return MobileGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
                          num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
-                         proj_bias=cfg.get("g_proj_bias", False), expand=cfg.get("expand", 2), upsample=cfg.get("upsample", "nearest"),
-                         batch_norm=cfg.get("g_batch_norm", True))
+                         proj_bias=cfg.get("g_proj_bias", False), expand=cfg.get("expand", 2),
+                         upsample=cfg.get("upsample", "nearest"), batch_norm=cfg.get("g_batch_norm", True))
 
 
 def _resnet_g(cfg) -> nn.Module:

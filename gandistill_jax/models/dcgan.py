@@ -73,7 +73,8 @@ def latent_projection(z: jax.Array, features: int, rank: int, use_bias: bool) ->
   Its output is reshaped to (s0, s0, c0) and batch-normalised per channel. The bias b holds
   one value per (position, channel); batch norm removes only its mean over positions, so
   the rest is a learned spatial template that survives normalisation (the PyTorch
-  reference's Linear keeps it; without it our scratch DCGAN at width 24 scored 10% worse).
+  reference's Linear keeps it; without it our width-24 scratch DCGAN scored 24.93 against
+  22.94 with it, FID over five seeds).
   Called inside a generator's compact __call__; the layers are named proj_low_rank, proj.
   """
   if rank:
@@ -125,8 +126,9 @@ def fold_batch_norm(gen: Generator, variables: dict, fuse_projection: bool = Fal
   n = len(stage_channels(gen.width, gen.image_size, gen.num_up))
   s, t = scale_shift(0)
   reps = params["proj"]["kernel"].shape[1] // s.shape[0]   # the projection's output is (s0, s0, c0), channels last
+  s, t = jnp.tile(s, reps), jnp.tile(t, reps)
   bias = params["proj"].get("bias", 0.0)   # BN(xW + b) = xW s + (b s + t), s and t per channel
-  folded = {"proj": {"kernel": params["proj"]["kernel"] * jnp.tile(s, reps), "bias": bias * jnp.tile(s, reps) + jnp.tile(t, reps)}}
+  folded = {"proj": {"kernel": params["proj"]["kernel"] * s, "bias": bias * s + t}}
   if gen.proj_rank and fuse_projection:
     folded["proj"]["kernel"] = params["proj_low_rank"]["kernel"] @ folded["proj"]["kernel"]
   elif gen.proj_rank:
