@@ -34,9 +34,10 @@ def largest_data_file(step_dir):
 
 
 def flip_bytes(step_dir):
-  """Flips one byte in every 64 of the middle three quarters of the largest data file: a
-  single spot can land on bytes no array is read from (64 flipped bytes at the middle did,
-  once in a loaded CI-style run), and then nothing is corrupt."""
+  """Flips one byte in every 64 of the middle three quarters of the largest data file.
+  Orbax's writer threads spread the arrays and index nodes over several files, differently
+  from run to run; 64 flipped bytes at one spot once went undetected in a loaded full-suite
+  run (most likely bytes no restore reads), so the damage is spread over the file."""
   path = largest_data_file(step_dir)
   data = bytearray(open(path, "rb").read())
   for i in range(len(data) // 8, len(data) * 7 // 8, 64):

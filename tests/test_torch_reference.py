@@ -149,7 +149,6 @@ def test_scratch_steps_follow_the_pytorch_training_loop():
   with torch.no_grad():
     for k, p in g_ema.named_parameters():
       p.copy_(ema[k])
-  for ours, (g_t, d_t) in ((state.g_params, (g, d)), (state.g_ema, (g_ema, d))):
-    theirs = to_flax(g_t, d_t, n)[0]
+  (g_now, d_now), g_ema_now = to_flax(g, d, n), to_flax(g_ema, d, n)[0]
+  for ours, theirs in ((state.g_params, g_now), (state.d_params, d_now), (state.g_ema, g_ema_now)):
     jax.tree.map(lambda a, b_: np.testing.assert_allclose(a, b_, rtol=0, atol=2e-5), dict(ours), theirs)
-  jax.tree.map(lambda a, b_: np.testing.assert_allclose(a, b_, rtol=0, atol=2e-5), dict(state.d_params), to_flax(g, d, n)[1])
