@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_down = 0
   c.model.proj_rank = 0           # 0 = full-rank latent projection
   c.model.g_proj_bias = True      # a bias per latent-projection output (dcgan.latent_projection; all G families)
+  c.model.proj_init = "matched"   # proj_rank > 0: the factors' init, matched | dcgan (dcgan.latent_projection)
   c.model.expand = 2              # mobile: inverted-residual expansion factor
   c.model.upsample = "nearest"    # mobile: nearest | bilinear
   c.model.g_batch_norm = True     # mobile: batch norm in G
@@ -103,7 +104,7 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
 # full key, or by its last part for keys every model section has.
 LEGACY_DEFAULTS = {
     "d_batch_norm": False, "reuse_fake": False, "d_family": "", "expand": 2, "upsample": "nearest",
-    "g_batch_norm": True, "g_proj_bias": False, "train.compute_dtype": "float32",
+    "g_batch_norm": True, "g_proj_bias": False, "proj_init": "dcgan", "train.compute_dtype": "float32",
     "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
     "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
     "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",
@@ -225,8 +226,12 @@ def flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
-# Model keys that only some generator families read: a difference elsewhere is no difference.
-FAMILY_KEYS = {"g_proj_bias": ("dcgan", "mobile", "resnet")}
+# Model keys that only some generators read (a predicate on the section's values): a
+# difference where none reads the key is no difference.
+READ_WHEN = {
+    "g_proj_bias": lambda m: m.get("family", "dcgan") in ("dcgan", "mobile", "resnet"),
+    "proj_init": lambda m: m.get("family", "dcgan") in ("dcgan", "mobile") and m.get("proj_rank", 0) > 0,
+}
 
 
 def math_differences(saved: dict, current: dict) -> list[str]:
@@ -235,8 +240,8 @@ def math_differences(saved: dict, current: dict) -> list[str]:
   a |= {k: _legacy_default(k) for k in b if k not in a and _legacy_default(k) is not _MISSING}
   def matters(k):
     section, _, leaf = k.rpartition(".")
-    families = FAMILY_KEYS.get(leaf)
-    return not families or b.get(f"{section}.family", a.get(f"{section}.family", "dcgan")) in families
+    read = READ_WHEN.get(leaf)
+    return read is None or read({j[len(section) + 1:]: v for j, v in (a | b).items() if j.startswith(section + ".")})
   keys = sorted(set(a) | set(b))
   return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
           if a.get(k) != b.get(k) and matters(k) and not any(k == n or k.startswith(n + ".") for n in NON_MATH_KEYS)]

@@ -106,6 +106,26 @@ def test_low_rank_projection_shrinks_small_students():
   assert count(low) == count(full) - 100 * 7 * 7 * 8 + 100 * 16 + 16 * 7 * 7 * 8
 
 
+@pytest.mark.parametrize("family", ["dcgan", "mobile"])
+def test_low_rank_factors_start_at_the_full_rank_init_variance(family):
+  """proj_init='matched': A ~ N(0, 1/d_z), B ~ N(0, 0.02^2 d_z / r), so the product A B has the
+  full-rank projection's N(0, 0.02^2) entry variance; 'dcgan' (older runs) gives r 0.02^4."""
+  def product_std(**kw):
+    cfg = model_cfg(family=family, image_size=28, g_width=8, **kw)
+    p = models.init_variables(models.build_generator(cfg), jax.random.key(0), jnp.ones((1, 100)))["params"]
+    w = p["proj"]["kernel"] if "proj_low_rank" not in p else p["proj_low_rank"]["kernel"] @ p["proj"]["kernel"]
+    return float(jnp.std(w)), p
+  full, _ = product_std()
+  matched, p = product_std(proj_rank=12, proj_init="matched")
+  legacy, _ = product_std(proj_rank=12, proj_init="dcgan")
+  np.testing.assert_allclose(full, 0.02, rtol=0.02)
+  np.testing.assert_allclose(matched, 0.02, rtol=0.1)
+  np.testing.assert_allclose(float(jnp.std(p["proj_low_rank"]["kernel"])), 0.1, rtol=0.1)
+  np.testing.assert_allclose(legacy, 0.02 ** 2 * 12 ** 0.5, rtol=0.1)
+  with pytest.raises(ValueError, match="model.proj_init='xavier' is unknown"):
+    product_std(proj_rank=12, proj_init="xavier")
+
+
 def test_spectral_norm_discriminator_keeps_its_power_iteration_state():
   cfg = model_cfg(d_spectral_norm=True, d_width=8)
   disc = models.build_discriminator(cfg)

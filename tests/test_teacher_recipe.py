@@ -97,3 +97,19 @@ def test_old_workdirs_keep_a_projection_without_bias():
     gen = models.build_generator(ml_collections.ConfigDict(cfg))
     params = jax.eval_shape(lambda: models.init_variables(gen, jax.random.key(0), jnp.zeros((1, 100))))["params"]
     assert ("bias" in params["proj"]) == has_bias
+
+
+def test_old_low_rank_workdirs_keep_their_factor_init():
+  """Runs saved before model.proj_init start their low-rank factors as before ('dcgan'); a
+  difference counts only where a generator reads the key (DCGAN or mobile with proj_rank > 0)."""
+  saved = config_lib.base_config().to_dict()
+  del saved["model"]["proj_init"]
+  assert config_lib.math_differences(saved, config_lib.base_config().to_dict()) == []   # full rank
+  saved["model"]["proj_rank"] = 12
+  current = config_lib.base_config()
+  current.model.proj_rank = 12
+  assert config_lib.math_differences(saved, current.to_dict()) == ["model.proj_init: 'dcgan' -> 'matched'"]
+  current.model.family = saved["model"]["family"] = "resnet"
+  assert config_lib.math_differences(saved, current.to_dict()) == []
+  gen = models.build_generator(ml_collections.ConfigDict(dict(config_lib.upgrade(saved)["model"], family="dcgan")))
+  assert gen.proj_init == "dcgan"

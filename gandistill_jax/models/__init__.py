@@ -65,13 +65,14 @@ class DiscriminatorModule(Protocol):
 def _dcgan_g(cfg) -> nn.Module:
   return Generator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
                    num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
-                   proj_bias=cfg.get("g_proj_bias", False))
+                   proj_bias=cfg.get("g_proj_bias", False), proj_init=cfg.get("proj_init", "dcgan"))
 
 
 def _mobile_g(cfg) -> nn.Module:
   return MobileGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
                          num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
-                         proj_bias=cfg.get("g_proj_bias", False), expand=cfg.get("expand", 2),
+                         proj_bias=cfg.get("g_proj_bias", False), proj_init=cfg.get("proj_init", "dcgan"),
+                         expand=cfg.get("expand", 2),
                          upsample=cfg.get("upsample", "nearest"), batch_norm=cfg.get("g_batch_norm", True))
 
 

@@ -60,6 +60,7 @@ class MobileGenerator(nn.Module):
   num_up: int = 0          # 0: the DCGAN default for image_size
   proj_rank: int = 0
   proj_bias: bool = True   # dcgan.latent_projection
+  proj_init: str = "matched"
   expand: int = 2
   upsample: str = "nearest"
   batch_norm: bool = True
@@ -71,7 +72,8 @@ class MobileGenerator(nn.Module):
       raise ValueError(f"model.upsample={self.upsample!r} is unknown; use one of {UPSAMPLE}")
     chans = stage_channels(self.width, self.image_size, self.num_up)
     s0 = _start_size(self.image_size, len(chans))
-    h = latent_projection(z, s0 * s0 * chans[0], self.proj_rank, self.proj_bias or not self.batch_norm)
+    h = latent_projection(z, s0 * s0 * chans[0], self.proj_rank, self.proj_bias or not self.batch_norm,
+                          self.proj_init)
     h = h.reshape(z.shape[0], s0, s0, chans[0])
     if self.batch_norm:
       h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
