@@ -75,6 +75,21 @@ def test_pruning_keeps_the_largest_channels_and_the_svd_projection():
   assert out.shape == (2, 28, 28, 1)
 
 
+def test_a_student_cut_from_the_teacher_does_not_depend_on_the_factor_init():
+  """student_init='teacher' overwrites every generator weight, the low-rank factors included
+  (truncated SVD): model.proj_init changes only students that start from random weights."""
+  t_cfg = model_cfg(g_width=8)
+  _, t_vars = teacher_variables(t_cfg)
+  inits, cuts = [], []
+  for proj_init in ("matched", "dcgan"):
+    s_cfg = model_cfg(g_width=4, proj_rank=5, proj_init=proj_init)
+    inits.append(models.init_variables(models.build_generator(s_cfg), jax.random.key(9), jnp.zeros((2, 16))))
+    cuts.append(prune.student_from_teacher(t_vars, t_cfg, s_cfg, inits[-1], "bn_scale"))
+  assert not np.allclose(inits[0]["params"]["proj_low_rank"]["kernel"], inits[1]["params"]["proj_low_rank"]["kernel"])
+  for a, b in zip(jax.tree.leaves(cuts[0]), jax.tree.leaves(cuts[1])):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_pruning_refuses_students_it_cannot_cut():
   t_cfg = model_cfg(g_width=4)
   with pytest.raises(ValueError, match="at most the teacher"):
