@@ -27,7 +27,8 @@ import jax.numpy as jnp
 
 from gandistill_jax.models.layers import UpConv, batch_chunked
 
-_INIT = nn.initializers.normal(0.02)
+_INIT_STD = 0.02                        # DCGAN's N(0, 0.02^2) weights
+_INIT = nn.initializers.normal(_INIT_STD)
 _BN_EPS = 1e-5
 _DEFAULT_NUM_UP = {28: 2, 32: 3, 64: 4}
 
@@ -93,13 +94,13 @@ def latent_projection(z: jax.Array, features: int, rank: int, use_bias: bool, ra
   """
   if rank_init not in PROJ_INITS:
     raise ValueError(f"model.proj_init={rank_init!r} is unknown; use one of {PROJ_INITS}")
-  init = _INIT
+  b_init = _INIT
   if rank:
-    d_z = z.shape[-1]
-    a_init = nn.initializers.normal(d_z ** -0.5) if rank_init == "matched" else _INIT
-    init = nn.initializers.normal(0.02 * (d_z / rank) ** 0.5) if rank_init == "matched" else _INIT
+    d_z, matched = z.shape[-1], rank_init == "matched"
+    a_init = nn.initializers.normal(d_z ** -0.5) if matched else _INIT
+    b_init = nn.initializers.normal(_INIT_STD * (d_z / rank) ** 0.5) if matched else _INIT
     z = nn.Dense(rank, use_bias=False, kernel_init=a_init, name="proj_low_rank")(z)
-  return nn.Dense(features, use_bias=use_bias, kernel_init=init, name="proj")(z)
+  return nn.Dense(features, use_bias=use_bias, kernel_init=b_init, name="proj")(z)
 
 
 class Generator(nn.Module):
