@@ -103,6 +103,14 @@ def latent_projection(z: jax.Array, features: int, rank: int, use_bias: bool, ra
   return nn.Dense(features, use_bias=use_bias, kernel_init=b_init, name="proj")(z)
 
 
+def projection_matrix(params: dict) -> jax.Array:
+  """The d_z x n matrix W that `latent_projection` applies to z (before its bias): A B for a
+  rank-r projection, else the `proj` kernel. Its singular values count the directions of z
+  the generator can use (experiments/projection_spectrum.py)."""
+  w = params["proj"]["kernel"]
+  return params["proj_low_rank"]["kernel"] @ w if "proj_low_rank" in params else w
+
+
 class Generator(nn.Module):
   """DCGAN generator: z (B, latent) -> images (B, size, size, channels) in [-1, 1]."""
   image_size: int = 32
