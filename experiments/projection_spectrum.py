@@ -3,8 +3,8 @@
     python experiments/projection_spectrum.py runs/sweep/joint_w8r12_random_2000 [more workdirs]
 
 The projection is W = A B for a rank-r student and the `proj` kernel otherwise
-(`models.dcgan.projection_matrix`; DCGAN and mobile generators). The number of large
-singular values is how many directions of z the generator can use: a scratch w8 r12 student whose factors started at
+(`models.dcgan.projection_matrix`). The number of large singular values is how many
+directions of z the generator can use: a scratch w8 r12 student whose factors started at
 DCGAN's init ended with one (1.2, then 0.02) and collapsed, which led to
 `model.proj_init='matched'` (README, "Against the plain PyTorch reference").
 """
