@@ -120,7 +120,15 @@ def test_low_rank_factors_start_at_the_full_rank_init_variance(family):
   np.testing.assert_allclose(full, 0.02, rtol=0.02)
   np.testing.assert_allclose(matched, 0.02, rtol=0.1)
   np.testing.assert_allclose(float(jnp.std(p["proj_low_rank"]["kernel"])), 0.1, rtol=0.1)
-  assert np.linalg.matrix_rank(np.asarray(dcgan.projection_matrix(p))) == 12
+  gen = models.build_generator(model_cfg(family=family, image_size=28, g_width=8, proj_rank=12))
+  variables = models.init_variables(gen, jax.random.key(0), jnp.ones((1, 100)))
+  z = jax.random.normal(jax.random.key(1), (4, 100))
+  _, inter = gen.apply(variables, z, capture_intermediates=True, mutable=["intermediates"])
+  w = dcgan.projection_matrix(variables["params"])   # the map the generator applies to z
+  with jax.default_matmul_precision("highest"):
+    np.testing.assert_allclose(inter["intermediates"]["proj"]["__call__"][0],
+                               z @ w + variables["params"]["proj"].get("bias", 0.0), rtol=1e-5, atol=1e-6)
+  assert np.linalg.matrix_rank(np.asarray(w)) == 12
   np.testing.assert_allclose(legacy, 0.02 ** 2 * 12 ** 0.5, rtol=0.1)
   with pytest.raises(ValueError, match="model.proj_init='xavier' is unknown"):
     product_std(proj_rank=12, proj_init="xavier")
