@@ -1,6 +1,8 @@
-"""Test-wide setup: 8 fake CPU devices for the data-parallel tests, TF kept off any GPU."""
+"""Test-wide setup: 8 fake CPU devices for the data-parallel tests, TF kept off any GPU, and
+torch's GPU compiler kept out."""
 import fcntl
 import os
+import sys
 import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -9,6 +11,12 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # caches (evaluation networks, compiled XLA programs) go to a temporary folder, not ~/.cache
 os.environ.setdefault("GANDISTILL_CACHE", tempfile.mkdtemp(prefix="gandistill_cache_"))
+# PyPI's torch brings triton, its GPU kernel compiler, and torch.optim imports it through
+# torch._dynamo. Loaded into a process that already holds TensorFlow, triton's library
+# crashes it (`python -c "import tensorflow; import triton"` exits with SIGSEGV), which killed
+# a pytest-xdist worker in CI. The tests use torch on the CPU only, and torch treats a
+# triton that cannot be imported as absent.
+sys.modules.setdefault("triton", None)
 
 import jax  # noqa: E402  (after the flags above)
 import pytest  # noqa: E402
