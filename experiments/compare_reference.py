@@ -87,7 +87,8 @@ def inception_table(rows: dict, config, a, ref_dir: str, refs: dict) -> list[str
   from gandistill_jax.eval import metrics
   config = ml_collections.ConfigDict(config.to_dict())
   config.eval.update(inception_weights=a.inception_weights)
-  features, real, _ = evaluate.inception_reference(config)
+  ref = evaluate.reference_from_config(config.data, config.model.image_size, config.model.channels)
+  features, real, _ = evaluate.inception_reference(config, ref)
   n = a.inception_num
   def fid_of(images):
     return metrics.fid(real, features(images))
@@ -151,7 +152,8 @@ def main():
         groups.setdefault(f"{objective}_{s.tag}", []).append(name)
   ref_dir = os.path.join(a.workdir, "reference")
   os.makedirs(ref_dir, exist_ok=True)
-  extractor, real = evaluate.reference(teacher)
+  score = evaluate.reference(teacher)
+  extractor, real = score.extractor, score.real
   rows = {}
   for name, (mode, width, out, seed, rank) in refs.items():   # the teacher first: the students need it
     if a.skip_missing and not os.path.exists(os.path.join(ref_dir, out + ".npz")):

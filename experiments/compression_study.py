@@ -63,6 +63,8 @@ def main():
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
   ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+  ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                  help="the whole study once per seed (workdir/seed_<k>/), then mean ± std per run")
   ap.add_argument("--report-only", action="store_true",
                   help="train nothing: report the runs that are finished and evaluated so far")
   a = ap.parse_args()
@@ -74,12 +76,19 @@ def main():
     results = {r.name: json.load(open(os.path.join(a.workdir, r.name, "eval.json"))) for r in done}
     print(f"{len(done)} of {len(runs)} runs are finished and evaluated")
     runs = done
-  else:
-    # Train from the smallest student up: the headline numbers come first when time runs
-    # short. The report keeps the natural order.
-    order = sorted(runs, key=lambda r: (r.kind != "teacher", _params_order(r)))
-    results = study.run_all(order, a.workdir, eval_num=PROFILES[a.profile]["eval_num"])
-  print(study.write_report(runs, results, a.workdir, command))
+    print(study.write_report(runs, results, a.workdir, command))
+    return
+  # Train from the smallest student up: the headline numbers come first when time runs
+  # short. The reports keep the natural order.
+  by_seed = {}
+  for seed in a.seeds:
+    wd = study.seed_workdir(a.workdir, seed, a.seeds)
+    seeded = study.with_seed(runs, seed)
+    order = sorted(seeded, key=lambda r: (r.kind != "teacher", _params_order(r)))
+    by_seed[seed] = study.run_all(order, wd, eval_num=PROFILES[a.profile]["eval_num"])
+    print(study.write_report(seeded, by_seed[seed], wd, command))
+  if len(a.seeds) > 1:
+    print(study.seeds_report(runs, by_seed, a.workdir, command))
 
 
 if __name__ == "__main__":

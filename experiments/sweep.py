@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from gandistill_jax import loop, study
+from gandistill_jax import loop, study, workdir as workdir_lib
 from gandistill_jax.eval import evaluate
 
 # name -> (recipes, students, inits, steps). Students are (family, width, proj_rank);
@@ -73,7 +73,7 @@ def main():
   ap.add_argument("--eval-num", type=int, default=5000)
   ap.add_argument("--only", default="", help="run only cells whose name contains this")
   a = ap.parse_args()
-  teacher_cfg = loop.load_config(a.teacher)
+  teacher_cfg = workdir_lib.load_config(a.teacher)
   os.makedirs(a.workdir, exist_ok=True)
   t_eval = os.path.join(a.teacher, "eval.json")
   teacher = (json.load(open(t_eval)) if os.path.exists(t_eval) and

@@ -66,36 +66,55 @@ def _float_images(images) -> np.ndarray:
   return images.astype(np.float32)
 
 
-def _eval_config(config, images: np.ndarray) -> ml_collections.ConfigDict:
-  if config is not None:
-    return config
-  c = config_lib.base_config()
-  c.model.update(image_size=images.shape[1], channels=images.shape[3])
-  return c
+def _scorer(config, data, like: np.ndarray) -> evaluate_lib.Scorer:
+  """The Scorer for `data` (the caller's reference images) or `config`'s data at the size of
+  `like`; with neither, one line saying what to pass (never a default dataset)."""
+  size, channels = like.shape[1], like.shape[3]
+  if data is not None:
+    cache = config_lib.cache_dir(config) if config is not None else config_lib.cache_dir(config_lib.base_config())
+    return evaluate_lib.scorer(evaluate_lib.reference_from_arrays(data, size, channels), cache)
+  if config is None:
+    raise ValueError("no reference data: pass data=(images, labels) (your real images) or config= (whose "
+                     "data.* names them), or features=fn for gd.fid")
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.update(image_size=size, channels=channels)
+  return evaluate_lib.reference(config)
 
 
-def fid(images_a, images_b, features: Callable | None = None, config=None) -> float:
+def fid(images_a, images_b, features: Callable | None = None, config=None, data=None) -> float:
   """Fréchet distance (Heusel et al. 2017) between two image sets' feature Gaussians:
   |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)).
 
   Images: uint8 [0, 255] or float [-1, 1], (N, H, W, C). Features: `features(images) ->
-  (N, d)` if given, else the domain classifier of `config`'s dataset (default: the
-  Fashion-MNIST classifier at the images' size), trained once and cached."""
+  (N, d)` if given, else the domain classifier of the data given as `data` (the caller's
+  labelled images) or named by `config.data` (the shipped network for data it was built
+  for, e.g. Fashion-MNIST, else one trained on the data's labels and cached by its digest)."""
   a, b = _float_images(images_a), _float_images(images_b)
   if features is None:
-    extractor, _ = evaluate_lib.reference(_eval_config(config, a))
+    extractor = _scorer(config, data, a).extractor
     features = lambda x: extractor.logits_and_features(x)[1]
   return metrics.fid(np.asarray(features(a)), np.asarray(features(b)))
 
 
-def evaluate(source, config=None, num: int = 10000, teacher_dir: str = "") -> dict:
-  """FID, KID, precision/recall, density/coverage, classifier score of `source` against the
-  real eval split of `config`'s dataset. `source`: a workdir (what `gandistill eval` does:
-  also fidelity to the teacher and efficiency, written to eval.json), a generator
-  `z -> images` (e.g. load_generator's; `num` samples on the evaluation's fixed z), or
-  images (uint8 or float in [-1, 1])."""
+def evaluate(source, config=None, num: int = 10000, teacher_dir: str = "", data=None,
+             overrides: Sequence[str] = ()) -> dict:
+  """FID, KID, precision/recall, density/coverage, classifier score of `source`, with the
+  protocol that reproduces them (eval.json's `protocol`).
+
+  `source`: a workdir (what `gandistill eval` does: scored against the data the run read,
+  as its data.json records, plus fidelity to the teacher and efficiency, written to
+  eval.json), a generator `z -> images` (e.g. load_generator's; `num` samples on the
+  evaluation's fixed z), or images (uint8 or float in [-1, 1]). Other reference data are an
+  explicit choice: `data` (your real images, optionally with labels, in any form `data=`
+  takes for training) or, for images and generators, `config` (its data.*); for a workdir,
+  `overrides` ('data.path=...', eval.* keys)."""
   if isinstance(source, (str, os.PathLike)):
-    return evaluate_lib.evaluate_workdir(str(source), teacher_dir, num=num)
+    if config is not None:
+      raise ValueError("config= does not apply to a workdir, which is scored against the data it recorded; to "
+                       "score it against other data pass data=(images, labels) or overrides=['data.path=...']")
+    return evaluate_lib.evaluate_workdir(str(source), teacher_dir, num=num, overrides=overrides, data=data)
+  if num < 1:
+    raise ValueError(f"num={num}: evaluation needs at least 1 sample")
   if callable(source):
     latent_dim = getattr(source, "latent_dim", None) or (config.model.latent_dim if config else None)
     if latent_dim is None:
@@ -105,5 +124,4 @@ def evaluate(source, config=None, num: int = 10000, teacher_dir: str = "") -> di
   else:
     images = source
   images = _float_images(images)
-  extractor, real = evaluate_lib.reference(_eval_config(config, images))
-  return evaluate_lib.quality(extractor, real, images, extractor.model.num_classes)
+  return _scorer(config, data, images).quality(images)

@@ -34,12 +34,12 @@ def load_config_file(path: str):
 
 def resolve_config(args):
   """The config of a run: --config (plus --set), or the one saved in an existing workdir."""
-  from gandistill_jax import config as config_lib, loop
+  from gandistill_jax import config as config_lib, workdir as workdir_lib
   saved = os.path.join(args.workdir, "config.json")
   if args.config:
     config = load_config_file(args.config)
   elif os.path.exists(saved):
-    config = loop.load_config(args.workdir)
+    config = workdir_lib.load_config(args.workdir)
   else:
     raise UsageError(f"--workdir {args.workdir} holds no run yet; give --config to start one")
   return config_lib.apply_overrides(config_lib.upgrade(config), args.set or [])
@@ -89,8 +89,8 @@ def cmd_distill(args) -> None:
 def cmd_dump_teacher(args) -> None:
   import jax
   import numpy as np
-  from gandistill_jax import distill, loop, models
-  config = loop.load_config(args.teacher)
+  from gandistill_jax import distill, loop, models, workdir as workdir_lib
+  config = workdir_lib.load_config(args.teacher)
   teacher_model, teacher = loop.load_teacher(args.teacher, config)
   gen = models.build_generator(teacher_model)
   z, images = distill.dump_teacher(gen, teacher["g"], jax.random.key(args.seed), args.num, teacher_model.latent_dim)
@@ -102,8 +102,11 @@ def cmd_eval(args) -> None:
   from gandistill_jax.eval import evaluate
   r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num, overrides=args.set or [])
   print(evaluate.summary_table({os.path.basename(os.path.normpath(args.workdir)): r}))
-  print(f"wrote {os.path.join(args.workdir, 'eval.json')} ({r['counts']['generated']} samples vs "
-        f"{r['counts']['reference']} {r['reference_split']} images; {r['feature_extractor']})")
+  p = r["protocol"]
+  print(f"wrote {os.path.join(args.workdir, 'eval.json')} ({p['generated']} samples on the z of seed "
+        f"{p['latent_seed']} vs {p['reference']} {p['reference_split']} images, data sha256 "
+        f"{p['reference_data']['sha256'][:12]}; features: {p['feature_network']['name']}, weights sha256 "
+        f"{p['feature_network']['weights_sha256'][:12]}, test accuracy {p['feature_network']['test_accuracy']:.4f})")
 
 
 def cmd_demo(args) -> None:
@@ -114,13 +117,12 @@ def cmd_demo(args) -> None:
     for run in runs:
       run.config.train.update(log_every=2, sample_every=6, ckpt_every=6)
   eval_num = 200 if args.tiny else 5000
+  command = "gandistill demo " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "gandistill demo"
   try:
-    results = study.run_all(runs, args.workdir, eval_num=eval_num, progress=not args.quiet)
+    print(study.run_seeds(runs, args.seeds, args.workdir, command, eval_num=eval_num, progress=not args.quiet))
   except study.StudyStopped as e:
     print(f"gandistill demo: {e}")
     return
-  command = "gandistill demo " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "gandistill demo"
-  print(study.write_report(runs, results, args.workdir, command))
   print(f"report: {os.path.join(args.workdir, 'report.md')}")
 
 
@@ -197,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   q = sub.add_parser("demo", help="the main job: teacher, distilled and scratch students, eval, report")
   q.add_argument("--workdir", default="runs/demo")
+  q.add_argument("--seeds", type=int, nargs="+", default=[0],
+                 help="train and score the whole demo once per seed (workdir/seed_<k>/), then report mean ± std")
   q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the base config (repeatable)")
   q.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (for tests)")
   q.add_argument("--quiet", action="store_true")

@@ -15,8 +15,14 @@ from typing import Iterable
 import ml_collections
 
 
+# The layout of saved configs; `migrate` brings older ones to it. 1: configs written before
+# the version was recorded.
+SCHEMA_VERSION = 2
+
+
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.schema_version = SCHEMA_VERSION
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
@@ -67,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 64         # per update, global (all devices and hosts)
   c.train.steps = 4000
   c.train.ema_decay = 0.999
+  c.train.ema_warmup = True       # EMA decay min(ema_decay, (1 + t) / (10 + t)) (steps.ema_decay)
   c.train.log_every = 50
   c.train.sample_every = 500
   c.train.ckpt_every = 500
@@ -92,7 +99,7 @@ def cache_dir(config) -> str:
 
 
 # Keys that never change the math of a run; everything else must match to resume.
-NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
+NON_MATH_KEYS = ("schema_version", "train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric", "train.compile_cache",
                  "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
                  "distill.offline_path", "eval.cache_dir",
@@ -105,6 +112,7 @@ NON_MATH_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.
 LEGACY_DEFAULTS = {
     "d_batch_norm": False, "reuse_fake": False, "d_family": "", "expand": 2, "upsample": "nearest",
     "g_batch_norm": True, "g_proj_bias": False, "proj_init": "dcgan", "train.compute_dtype": "float32",
+    "train.ema_warmup": False,
     "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
     "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
     "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",
@@ -132,6 +140,24 @@ def upgrade(config):
     if section in d and isinstance(d[section], dict) and leaf not in d[section] and leaf in defaults.get(section, {}):
       d[section] = dict(d[section], **{leaf: defaults[section][leaf]})
   return d if as_dict else ml_collections.ConfigDict(d)
+
+
+MODEL_SECTIONS = ("model", "teacher_model")
+
+
+def migrate(saved: dict) -> dict:
+  """A config read from a workdir, in the current layout, once, on load: the old distill
+  layout renamed (upgrade), every key added since filled with the value that reproduces
+  what the run did (LEGACY_DEFAULTS; model keys in every model section) and
+  `schema_version` set. Modules then read `cfg.key` directly."""
+  d = json.loads(json.dumps(upgrade(dict(saved))))
+  for key, value in LEGACY_DEFAULTS.items():
+    section, _, leaf = key.rpartition(".")
+    for name in ((section,) if section else MODEL_SECTIONS):
+      if isinstance(d.get(name), dict) and leaf not in d[name]:
+        d[name][leaf] = value
+  d["schema_version"] = SCHEMA_VERSION
+  return d
 
 
 def _legacy_default(key: str):

@@ -196,7 +196,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
     grads = {"generator": grads["generator"], "adapters": d_adapters}
     updates, s_opt = s_tx.update(grads, state.s_opt, state.s_params)
     s_params = optax.apply_updates(state.s_params, updates)
-    s_ema = optax.incremental_update(s_params["generator"], state.s_ema, 1.0 - config.train.ema_decay)
+    s_ema = steps.update_ema(s_params["generator"], state.s_ema, state.step, config.train)
     new = state.replace(step=state.step + 1, s_params=s_params, s_stats=s_stats, s_opt=s_opt, s_ema=s_ema,
                         d_params=d_params, d_stats=d_stats, d_opt=d_opt)
     return new, metrics | values | {"loss": loss}

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gandistill_jax import parallel
+from gandistill_jax import parallel, workdir as workdir_lib
 
 MAGIC, VERSION = b"GDJX", 2
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -75,7 +75,7 @@ def workdir_generator_variables(workdir: str, which: str = "auto"):
   'live' = the raw trained weights, 'teacher' = a distill run's frozen teacher.
   """
   from gandistill_jax import loop, models
-  config = loop.load_config(workdir)
+  config = workdir_lib.load_config(workdir)
   task = task_for(config)
   state, _, _ = loop.restore_latest(task, workdir, parallel.make_mesh())   # global arrays, in every process
   host = parallel.to_host

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import tqdm
 
-from gandistill_jax import config as config_lib, parallel, steps
+from gandistill_jax import config as config_lib, parallel, steps, workdir as workdir_lib
 from gandistill_jax.checkpoint import Checkpointer
 from gandistill_jax.images import save_samples
 from gandistill_jax.tasks import Task
@@ -69,14 +69,6 @@ def check_or_write_config(config: ml_collections.ConfigDict, workdir: str, write
   with open(tmp, "w") as f:
     json.dump(current, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{workdir} has no config.json; is it a gandistill workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(config_lib.upgrade(json.load(f)))
 
 
 def abstract_state(task: Task, mesh) -> Any:
@@ -224,6 +216,20 @@ def workdir_lock(workdir: str):
     f.close()
 
 
+def write_data_record(config, workdir: str, data, stream) -> None:
+  """workdir/data.json: the source the run reads and the digest of its training split as
+  read; a run on the caller's arrays also keeps them (data.npz), to be scored against."""
+  from gandistill_jax.data import arrays, pipeline
+  real = getattr(stream, "real", stream)   # a PairedStream's real images
+  record = pipeline.describe_source(config.data, data) | {
+      "train_sha256": arrays.digest(real.images, real.labels), "train_examples": len(real.images),
+      "image_shape": list(real.images.shape[1:])}
+  kept = (real.images, real.labels) if data is not None else ()
+  workdir_lib.write_data_record(workdir, record, *kept)
+  print(f"gandistill: data: {', '.join(f'{k}={v}' for k, v in record.items() if k != 'files')}",
+        file=sys.stderr, flush=True)
+
+
 def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
   """XLA's persistent compilation cache in <cache dir>/xla (train.compile_cache), unless
   the caller configured one: a resumed or repeated run loads its compiled step instead of
@@ -248,12 +254,7 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   primary = parallel.is_primary()
   if primary and (config.data.source != "toy" or data is not None):
-    from gandistill_jax.data import pipeline
-    source = pipeline.describe_source(config.data, data)
-    with open(os.path.join(workdir, "data.json"), "w") as f:
-      json.dump(source, f, indent=2)
-    print(f"gandistill: data: {', '.join(f'{k}={v}' for k, v in source.items() if k != 'files')}",
-          file=sys.stderr, flush=True)
+    write_data_record(config, workdir, data, stream)
   step_fn = parallel.jit_step(task.step, mesh)
   variables_fn = jax.jit(task.generator_variables)
   fixed_z = parallel.replicate(steps.sample_latent(keys["samples"], 64, task.latent_dim), mesh)
@@ -328,7 +329,7 @@ def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
   from gandistill_jax import tasks
   if not os.path.isdir(teacher_dir):
     raise FileNotFoundError(f"--teacher {teacher_dir}: no such workdir")
-  t_config = load_config(teacher_dir)
+  t_config = workdir_lib.load_config(teacher_dir)
   if "distill" in t_config:
     raise ValueError(f"--teacher {teacher_dir} is a distill run; give a teacher workdir")
   for key in ("image_size", "channels", "latent_dim"):
@@ -340,5 +341,10 @@ def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
     state, _, _ = restore_latest(task, teacher_dir, parallel.make_mesh())
   except FileNotFoundError:
     raise FileNotFoundError(f"--teacher {teacher_dir} has no checkpoint yet; train it first") from None
+  share = steps.ema_init_share(int(state.step), t_config.train.ema_decay, t_config.train.ema_warmup)
+  if share > 0.1:
+    print(f"gandistill: warning: the teacher's EMA generator ({teacher_dir}) still holds {share:.0%} of its "
+          f"initial weights after {int(state.step)} steps (train.ema_decay={t_config.train.ema_decay}, no "
+          f"warm-up); train it longer or with train.ema_warmup=True", file=sys.stderr, flush=True)
   g_vars = jax.jit(task.generator_variables)(state)
   return t_config.model, parallel.to_host({"g": g_vars, "d": {"params": state.d_params, "batch_stats": state.d_stats}})

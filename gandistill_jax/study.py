@@ -177,7 +177,7 @@ def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: 
 def _scored_as_asked(result: dict, eval_num: int, eval_config) -> bool:
   """Whether an eval.json has `eval_num` samples and, where Inception FID is asked for,
   Inception numbers from the same weights file and sample count."""
-  if result["counts"]["generated"] != eval_num:
+  if "protocol" not in result or result["counts"]["generated"] != eval_num:   # scored before eval.json had it
     return False
   weights = eval_config.get("inception_weights", "")
   if not weights:
@@ -241,9 +241,11 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
   with_inception = any("inception" in results[r.name] for r in runs)
   first = results[names[0]]
   lines = [f"# Compression study: {first['dataset']}", "", f"Command: `{command}`", "",
-           f"Device: {t_eff['device']}. FID/KID/PR/DC: {first['counts']['generated']} samples per run against the "
-           f"{first['counts']['reference']} images of the {first['reference_split']} split; features: "
-           f"{first['feature_extractor']}"
+           f"Device: {t_eff['device']}. FID/KID/PR/DC: {first['counts']['generated']} samples per run (the z of "
+           f"seed {first['protocol']['latent_seed']}) against the {first['counts']['reference']} images of the "
+           f"{first['reference_split']} split (data sha256 {first['protocol']['reference_data']['sha256'][:12]}); "
+           f"features: {first['feature_extractor']}, weights sha256 "
+           f"{first['protocol']['feature_network']['weights_sha256'][:12]}"
            + (f"; Inception FID on InceptionV3 pool3 ({first['inception']['generated']} samples)" if "inception" in first else "")
            + f". Fidelity: the same {results[names[-1]].get('fidelity', {}).get('num_z', 0)} "
            "z through student and teacher.", "",
@@ -266,6 +268,77 @@ def write_report(runs: Sequence[Run], results: dict[str, dict], workdir: str, co
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(report)
   return report
+
+
+def with_seed(runs: Sequence[Run], seed: int) -> list[Run]:
+  """The same runs with config.seed = `seed` (init, data order, z: all follow it)."""
+  out = []
+  for r in runs:
+    config = ml_collections.ConfigDict(r.config.to_dict())
+    config.seed = seed
+    out.append(Run(r.name, r.kind, config))
+  return out
+
+
+def seed_workdir(workdir: str, seed: int, seeds: Sequence[int]) -> str:
+  """One seed's study folder: the workdir itself for a single seed 0, else workdir/seed_<k>."""
+  return workdir if list(seeds) == [0] else os.path.join(workdir, f"seed_{seed}")
+
+
+SEED_METRICS = (("fid", "FID"), ("recall", "recall"), ("precision", "precision"), ("pixel_l1", "L1 to teacher"))
+
+
+def seeds_report(runs: Sequence[Run], by_seed: dict[int, dict[str, dict]], workdir: str, command: str) -> str:
+  """report.md and seeds.json in `workdir`: each run's mean ± sample standard deviation over
+  seeds of FID, recall, precision and L1 to the teacher, with every seed's value."""
+  summary = {}
+  for r in runs:
+    row = {}
+    for key, _ in SEED_METRICS:
+      values = [float((res[r.name] | res[r.name].get("fidelity", {})).get(key, math.nan))
+                for res in by_seed.values()]
+      if not all(math.isnan(v) for v in values):
+        row[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                    "values": values}
+    row["params"] = by_seed[next(iter(by_seed))][r.name]["efficiency"]["params"]
+    summary[r.name] = row
+  with open(os.path.join(workdir, "seeds.json"), "w") as f:
+    json.dump({"seeds": list(by_seed), "runs": summary}, f, indent=2)
+  teacher = next(r.name for r in runs if r.kind == "teacher")
+  first = by_seed[next(iter(by_seed))][teacher]
+  proto = first["protocol"]
+  lines = [f"# Compression study over seeds {', '.join(map(str, by_seed))}: {first['dataset']}", "",
+           f"Command: `{command}`", "",
+           f"Mean ± sample standard deviation over {len(by_seed)} seeds (each seed trains every run, the teacher "
+           f"included). FID/recall/precision: {proto['generated']} samples per run against the {proto['reference']} "
+           f"images of the {proto['reference_split']} split (data sha256 {proto['reference_data']['sha256'][:12]}); "
+           f"features: {proto['feature_network']['name']} (weights sha256 "
+           f"{proto['feature_network']['weights_sha256'][:12]}). One report per seed: "
+           + ", ".join(f"[seed {k}](seed_{k}/report.md)" for k in by_seed) + ".", "",
+           "| run | G params (x fewer) | " + " | ".join(name for _, name in SEED_METRICS) + " |",
+           "|---" * (2 + len(SEED_METRICS)) + "|"]
+  for r in runs:
+    row = summary[r.name]
+    cells = [f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" if k in row else "" for k, _ in SEED_METRICS]
+    lines.append(f"| {r.name} | {row['params']:,} ({summary[teacher]['params'] / row['params']:.1f}x) | "
+                 + " | ".join(cells) + " |")
+  report = "\n".join(lines + [""])
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(report)
+  return report
+
+
+def run_seeds(runs: Sequence[Run], seeds: Sequence[int], workdir: str, command: str, eval_num: int = 5000,
+              progress: bool = True) -> str:
+  """Every run once per seed (each seed in its own seed_workdir, resumable), one report per
+  seed and, for several seeds, the mean ± std report in `workdir`; returns the top report."""
+  by_seed = {}
+  for seed in seeds:
+    wd = seed_workdir(workdir, seed, seeds)
+    seeded = with_seed(runs, seed)
+    by_seed[seed] = run_all(seeded, wd, eval_num=eval_num, progress=progress)
+    report = write_report(seeded, by_seed[seed], wd, command)
+  return report if len(by_seed) == 1 else seeds_report(runs, by_seed, workdir, command)
 
 
 # The recipe the demo, the study and the distill config use, chosen by experiments/sweep.py

@@ -51,8 +51,8 @@ def fashion_mnist_eval():
   config.eval.cache_dir = os.path.join(root, "cache")
   with open(os.path.join(root, ".lock"), "a") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    extractor, real = evaluate.reference(config)
-  return config, extractor, real
+    score = evaluate.reference(config)
+  return config, score.extractor, score.real
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import gandistill_jax as gd
-from gandistill_jax import config as config_lib, loop, models, tasks
+from gandistill_jax import config as config_lib, loop, models, tasks, workdir as workdir_lib
 from gandistill_jax.data.errors import DataError
 from helpers import tiny_config
 from test_data import make_idx_folder
@@ -139,7 +139,7 @@ def test_old_three_section_distill_workdirs_still_load(tmp_path, idx_data):
   old = dict(new, model=new["teacher_model"], student=new["model"])
   json.dump(old, open(path, "w"))
   assert config_lib.upgrade(old) == new
-  assert loop.load_config(student).to_dict() == new
+  assert workdir_lib.load_config(student).to_dict() == new
   run_cli("distill", "--teacher", teacher, "--workdir", student, "--quiet", *sets("train.steps=3"))
   assert json.load(open(path))["model"] == new["model"]
   assert gd.load_generator(student)(np.zeros((2, 32))).shape == (2, 28, 28, 1)
@@ -160,8 +160,8 @@ def test_readme_library_script_runs(tmp_path, fashion_mnist_eval):
   script.write_text(readme_library_script())
   proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  fid = float(re.search(r"FID to 1000 real images: ([\d.]+)", proc.stdout).group(1))
-  assert np.isfinite(fid) and fid > 0
+  fids = {run: float(re.search(rf"{run} FID: ([\d.]+)", proc.stdout).group(1)) for run in ("teacher", "student")}
+  assert all(np.isfinite(f) and f > 0 for f in fids.values()), fids
   assert os.path.getsize(tmp_path / "runs" / "lib" / "student.jaxexport") > 1000
   assert json.load(open(tmp_path / "runs" / "lib" / "student" / "config.json"))["model"]["family"] == \
       "custom_generator:DSGenerator"

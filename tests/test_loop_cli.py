@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gandistill_jax import cli, config as config_lib, loop, parallel, tasks
+from gandistill_jax import cli, config as config_lib, loop, parallel, tasks, workdir as workdir_lib
 from gandistill_jax.checkpoint import Checkpointer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def test_tiny_teacher_run_end_to_end_through_the_cli(tmp_path, idx_data):
 
 
 def final_params(workdir):
-  config = loop.load_config(workdir)
+  config = workdir_lib.load_config(workdir)
   state, _, step = loop.restore_latest(tasks.gan_task(config), workdir, parallel.make_mesh(jax.devices()[:1]))
   return jax.device_get(state), step
 

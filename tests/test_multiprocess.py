@@ -13,7 +13,7 @@ import chex
 import jax
 import pytest
 
-from gandistill_jax import export, loop, parallel
+from gandistill_jax import export, loop, parallel, workdir as workdir_lib
 from gandistill_jax.checkpoint import Checkpointer
 from test_loop_cli import DISTILL, QUICK, sets
 
@@ -49,7 +49,7 @@ def run(args, processes: int, devices_each: int, log_dir: str, timeout: float = 
 
 
 def final_state(workdir):
-  task = export.task_for(loop.load_config(workdir))
+  task = export.task_for(workdir_lib.load_config(workdir))
   state, _, step = loop.restore_latest(task, workdir, parallel.make_mesh(jax.devices()[:1]))
   return jax.device_get(state), step
 

@@ -6,6 +6,8 @@ otherwise be read as almost-black uint8.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from gandistill_jax.data.errors import DataError
@@ -19,6 +21,30 @@ def to_float(images: np.ndarray) -> np.ndarray:
 def to_uint8(images) -> np.ndarray:
   """float [-1, 1] -> uint8 [0, 255]."""
   return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def digest(images: np.ndarray, labels: np.ndarray | None = None) -> str:
+  """SHA-256 of a dataset as read: its image shape and dtype, and the sorted SHA-256s of its
+  (image, label) examples. The order of the examples does not count (TFDS and a folder list
+  the same files in different orders); their pixels, labels and number do. Every cache of
+  evaluation features and networks is keyed by it."""
+  images = np.ascontiguousarray(images)
+  labels = np.zeros(len(images), np.int64) if labels is None else np.asarray(labels, np.int64)
+  rows = images.reshape(len(images), -1)
+  examples = sorted(hashlib.sha256(rows[i].tobytes() + labels[i].tobytes()).digest() for i in range(len(rows)))
+  h = hashlib.sha256(f"gandistill-data-v1 {images.dtype} {images.shape[1:]}".encode())
+  for e in examples:
+    h.update(e)
+  return h.hexdigest()
+
+
+def file_digest(path: str) -> str:
+  """SHA-256 of a file's bytes."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
 
 
 def check_images(images, labels=None, what: str = "images") -> tuple[np.ndarray, np.ndarray]:

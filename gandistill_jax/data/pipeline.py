@@ -110,22 +110,62 @@ def resolve_source(cfg: ml_collections.ConfigDict) -> str:
   return "idx" if cfg.name in local_idx.NAMES and (cfg.path or idx.default_folder(cfg.name)) else "tfds"
 
 
+CALLER_DATA = "arrays"   # data.json's source for a run trained on the caller's own arrays
+
+
 def describe_source(cfg: ml_collections.ConfigDict, user_data=None) -> dict:
-  """What a run actually reads: the resolved source and where from (recorded in the
-  workdir's data.json and logged)."""
+  """What a run actually reads: the resolved source, where from, and for file sources the
+  SHA-256 of the files (recorded in the workdir's data.json and logged)."""
   if user_data is not None:
-    return {"source": "caller's data (loop.train(data=...))", "type": type(user_data).__name__}
+    return {"source": CALLER_DATA, "type": type(user_data).__name__}
   source = resolve_source(cfg)
-  out = {"source": source, "name": cfg.name, "split": cfg.split}
+  out = {"source": source, "name": cfg.name, "split": cfg.split, "eval_split": cfg.eval_split}
   if source == "idx":
     folder, files, digest = local_idx.source_files(cfg.name, cfg.path)
     out |= {"folder": os.path.abspath(os.path.expanduser(folder)), "files": [os.path.basename(f) for f in files],
             "sha256": digest}
   elif source in ("folder", "npz"):
     out["path"] = os.path.abspath(os.path.expanduser(cfg.path))
+    if source == "npz" and os.path.isfile(out["path"]):
+      out["sha256"] = arrays.file_digest(out["path"])
   elif source == "tfds":
     out["data_dir"] = cfg.data_dir or os.environ.get("TFDS_DATA_DIR", "") or "~/tensorflow_datasets"
   return out
+
+
+def source_config(record: dict, data_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`data_cfg` pointed at exactly the source a data record (describe_source) names, so a
+  run is evaluated on the data it read even where 'auto' would resolve otherwise."""
+  cfg = ml_collections.ConfigDict(data_cfg.to_dict())
+  cfg.source = record["source"]
+  for key in ("name", "split", "eval_split"):
+    if key in record:
+      cfg[key] = record[key]
+  if "folder" in record or "path" in record:
+    cfg.path = record.get("folder", record.get("path"))
+  if record["source"] == "tfds":
+    cfg.data_dir = record.get("data_dir", cfg.data_dir)
+  return cfg
+
+
+def source_changed(record: dict) -> str:
+  """'' if the files a data record names still have its SHA-256, else what changed."""
+  if "sha256" not in record:
+    return ""
+  if record["source"] == "idx":
+    try:
+      _, _, now = local_idx.source_files(record["name"], record["folder"])
+    except DataError as e:
+      return str(e)
+  elif record["source"] == "npz":
+    if not os.path.isfile(record["path"]):
+      return f"{record['path']} is gone"
+    now = arrays.file_digest(record["path"])
+  else:
+    return ""
+  where = record.get("folder", record.get("path"))
+  return "" if now == record["sha256"] else f"the data at {where} changed since the run read it (SHA-256 " \
+      f"{record['sha256'][:12]}... then, {now[:12]}... now)"
 
 
 def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int,

@@ -2,16 +2,19 @@
 split and device, written to workdir/eval.json. The loop's periodic hook uses the same code."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, export, parallel, steps
-from gandistill_jax.data import pipeline
+from gandistill_jax import config as config_lib, export, parallel, steps, workdir as workdir_lib
+from gandistill_jax.data import arrays
+from gandistill_jax.data.errors import DataError
 from gandistill_jax.eval import classifier, efficiency, metrics
 
 EVAL_SEED = 1234
@@ -25,48 +28,126 @@ def save_npz_atomic(path: str, **arrays) -> None:
   os.replace(tmp, path)
 
 
-def reference(config: ml_collections.ConfigDict):
-  """(domain classifier, its features of the real eval split) for the run's dataset and
-  image size; both are computed once and cached."""
-  d, m = config.data, config.model
-  key = f"{d.name}-{m.image_size}px-{m.channels}ch"
-  load = lambda split: pipeline.load_split(d, split, m.image_size, m.channels)
-  test_images, test_labels = load(d.eval_split)
-  ref_path = os.path.join(config_lib.cache_dir(config), f"reference-{key}-{d.eval_split}-classifier.npz")
-  def train():
-    images, labels = load(d.split)
-    return pipeline.to_float(images), labels
-  extractor = classifier.load_or_train(config_lib.cache_dir(config), key, train, (pipeline.to_float(test_images), test_labels),
-                                       num_classes=int(test_labels.max()) + 1)
-  if os.path.exists(ref_path):
-    with np.load(ref_path, allow_pickle=False) as f:
-      return extractor, f["features"]
-  _, feats = extractor.logits_and_features(pipeline.to_float(test_images))
-  save_npz_atomic(ref_path, features=feats)
-  return extractor, feats
+@dataclasses.dataclass
+class Reference:
+  """The real images a score is measured against, and what they are.
+
+  `images`/`labels`: the reference split, uint8 (N, H, W, C) at the model's size; `digest`:
+  data.arrays.digest of them, the key of every cache built from them; `train`: () ->
+  (images, labels) a domain classifier for this data learns from; `source`: where they came
+  from (a data record, or the caller's arrays)."""
+  images: np.ndarray
+  labels: np.ndarray
+  split: str
+  source: dict
+  train: Callable[[], tuple[np.ndarray, np.ndarray]]
+  digest: str = ""
+
+  def __post_init__(self):
+    self.digest = self.digest or arrays.digest(self.images, self.labels)
 
 
-def inception_reference(config: ml_collections.ConfigDict):
-  """(features fn, real eval-split features, cache file name) on InceptionV3 pool3, or None
-  without weights. The real features are cached, keyed by dataset, size, channels, split,
-  the weights file and the resize (bilinear to 299, grey repeated to RGB)."""
-  weights = os.path.expanduser(config.get("eval", {}).get("inception_weights", ""))
+def reference_from_config(data: ml_collections.ConfigDict, image_size: int, channels: int) -> Reference:
+  """The eval split of a data config; its classifier learns from the config's train split."""
+  from gandistill_jax.data import pipeline   # TensorFlow: only where data are read through tf.data
+  images, labels = pipeline.load_split(data, data.eval_split, image_size, channels)
+  return Reference(images, labels, data.eval_split, pipeline.describe_source(data),
+                   lambda: pipeline.load_split(data, data.split, image_size, channels))
+
+
+def reference_from_arrays(data, image_size: int, channels: int, what: str = "the caller's arrays") -> Reference:
+  """The caller's own images (any form loop.train takes) as the reference; their classifier
+  learns from the same images. No held-out split is implied: pass held-out images."""
+  from gandistill_jax.data import pipeline
+  images, labels = arrays.from_user_data(data)
+  images = pipeline.fit_images(images, what, image_size, channels)
+  return Reference(images, labels, what, {"source": "arrays", "examples": len(images)}, lambda: (images, labels))
+
+
+def feature_network(ref: Reference, cache_dir: str) -> classifier.FeatureExtractor:
+  """The shipped network for this very data (by digest), else a classifier trained on its
+  labelled training images (cached by their digest); without labels, one clear error."""
+  shipped = classifier.shipped_network(ref.images.shape[1:], ref.digest)
+  if shipped is not None:
+    return shipped
+  images, labels = ref.train()
+  if len(np.unique(labels)) < 2:
+    raise DataError(f"the data to score against ({ref.source.get('path') or ref.source.get('folder') or ref.source['source']}) "
+                    f"has no class labels, so no domain classifier can be trained for its FID; give labels "
+                    f"(npz: <split>_labels; folder: one subfolder per class; arrays: (images, labels)) or score "
+                    f"on your own features: gd.fid(a, b, features=fn)")
+  num_classes = int(max(labels.max(), ref.labels.max())) + 1
+  return classifier.load_or_train(cache_dir, images, labels, (ref.images, ref.labels), num_classes)
+
+
+def reference_features(extractor: classifier.FeatureExtractor, ref: Reference, cache_dir: str) -> np.ndarray:
+  """The feature network's features of the reference images, cached under the digest of
+  (network id, data digest); a cache file that records other ones is never served."""
+  key = hashlib.sha256(f"{extractor.id} {ref.digest}".encode()).hexdigest()[:16]
+  path = os.path.join(cache_dir, f"reference-{key}.npz")
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      if str(f["feature_network"]) == extractor.id and str(f["data_sha256"]) == ref.digest:
+        return f["features"]
+  _, feats = extractor.logits_and_features(arrays.to_float(ref.images))
+  os.makedirs(cache_dir, exist_ok=True)
+  save_npz_atomic(path, features=feats, feature_network=np.array(extractor.id), data_sha256=np.array(ref.digest))
+  return feats
+
+
+@dataclasses.dataclass
+class Scorer:
+  """A reference, the feature network that scores against it and its real features."""
+  reference: Reference
+  extractor: classifier.FeatureExtractor
+  real: np.ndarray
+
+  def quality(self, samples: np.ndarray, prdc_num: int = 5000) -> dict:
+    return quality(self.extractor, self.real, samples, self.extractor.model.num_classes, prdc_num) | {
+        "protocol": self.protocol(len(samples))}
+
+  def protocol(self, generated: int) -> dict:
+    """What reproduces a score: sample counts, the reference data and the feature network."""
+    r = self.extractor.record
+    return {"generated": generated, "reference": len(self.real), "reference_split": self.reference.split,
+            "reference_data": {"sha256": self.reference.digest, **self.reference.source},
+            "feature_network": {k: r[k] for k in ("name", "weights_sha256", "test_accuracy", "train_data_sha256")
+                                if k in r} | {"shipped": "eval_data_sha256" in r},
+            "latent_seed": EVAL_SEED}
+
+
+def scorer(ref: Reference, cache_dir: str) -> Scorer:
+  extractor = feature_network(ref, cache_dir)
+  return Scorer(ref, extractor, reference_features(extractor, ref, cache_dir))
+
+
+def reference(config: ml_collections.ConfigDict) -> Scorer:
+  """The Scorer for the eval split of `config.data` at the model's size."""
+  return scorer(reference_from_config(config.data, config.model.image_size, config.model.channels),
+                config_lib.cache_dir(config))
+
+
+def inception_reference(config: ml_collections.ConfigDict, ref: Reference):
+  """(features fn, real features, weights file SHA-256) on InceptionV3 pool3 for `ref`, or
+  None without weights. The real features are cached under the digest of (weights file,
+  reference data) and resize (bilinear to 299, grey repeated to RGB)."""
+  weights = os.path.expanduser(config.eval.inception_weights)
   if not weights:
     return None
   from gandistill_jax.eval import inception
-  d, m = config.data, config.model
   features = inception.load_inception(weights)
   apply = lambda x: classifier.batched_apply(features, np.asarray(x, np.float32), batch=100)
-  tag = os.path.splitext(os.path.basename(weights))[0]
-  name = f"reference-{d.name}-{m.image_size}px-{m.channels}ch-{d.eval_split}-{tag}-bilinear299.npz"
-  path = os.path.join(config_lib.cache_dir(config), name)
+  weights_sha = arrays.file_digest(weights)
+  key = hashlib.sha256(f"{weights_sha} bilinear299 {ref.digest}".encode()).hexdigest()[:16]
+  path = os.path.join(config_lib.cache_dir(config), f"reference-inception-{key}.npz")
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
-      return apply, f["features"], name
-  images, _ = pipeline.load_split(d, d.eval_split, m.image_size, m.channels)
-  real = apply(pipeline.to_float(images))
-  save_npz_atomic(path, features=real)
-  return apply, real, name
+      if str(f["weights_sha256"]) == weights_sha and str(f["data_sha256"]) == ref.digest:
+        return apply, f["features"], weights_sha
+  real = apply(arrays.to_float(ref.images))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  save_npz_atomic(path, features=real, weights_sha256=np.array(weights_sha), data_sha256=np.array(ref.digest))
+  return apply, real, weights_sha
 
 
 def latents(latent_dim: int, num: int, seed: int = EVAL_SEED) -> np.ndarray:
@@ -105,31 +186,63 @@ def fidelity(extractor, student_images, teacher_images) -> dict:
           "feature_l2": float(np.linalg.norm(fs - ft, axis=1).mean()), "num_z": len(s)}
 
 
+def workdir_reference(workdir: str, config: ml_collections.ConfigDict, overrides: Sequence[str] = (),
+                      data=None) -> Reference:
+  """The data a workdir is scored against: the source its data.json records (refused if its
+  files changed since), or, as an explicit choice, `data` (the caller's images) or data.*
+  `overrides`. A run trained on the caller's arrays is scored against them (data.npz)."""
+  m = config.model
+  if data is not None:
+    return reference_from_arrays(data, m.image_size, m.channels)
+  if any(item.startswith("data.") for item in overrides):
+    return reference_from_config(config.data, m.image_size, m.channels)
+  record = workdir_lib.read_data_record(workdir)
+  if record is None:
+    return reference_from_config(config.data, m.image_size, m.channels)
+  from gandistill_jax.data import pipeline
+  if record["source"] not in ("auto", "tfds", "idx", "folder", "npz"):   # the caller's arrays (any release)
+    kept = workdir_lib.read_data_arrays(workdir)
+    if kept is None:
+      raise DataError(f"{workdir} was trained on the caller's arrays, which it does not keep; pass the images to "
+                      f"score against: gd.evaluate({workdir!r}, data=(images, labels))")
+    return reference_from_arrays(kept, m.image_size, m.channels, what=f"{workdir}/{workdir_lib.DATA_ARRAYS}")
+  changed = pipeline.source_changed(record)
+  if changed:
+    where = record.get("folder", record.get("path"))
+    raise DataError(f"{workdir}: {changed}; to score against the data there now, say so: "
+                    f"--set data.path={where} (gd.evaluate(..., overrides=['data.path=...']))")
+  return reference_from_config(pipeline.source_config(record, config.data), m.image_size, m.channels)
+
+
 def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fidelity_num: int = 2000,
-                     with_efficiency: bool = True, overrides: Sequence[str] = ()) -> dict:
-  """Every number for a workdir's deployable generator, written to workdir/eval.json.
-  `overrides` ('key=value', data.* and eval.* keys only) change where the reference data
-  and the evaluation networks come from, not the run."""
+                     with_efficiency: bool = True, overrides: Sequence[str] = (), data=None) -> dict:
+  """Every number for a workdir's deployable generator, written to workdir/eval.json, with
+  the protocol that reproduces it. The reference is the data the run read
+  (workdir_reference); `overrides` ('key=value', data.* and eval.* keys only) and `data`
+  (the caller's images) are explicit choices of other reference data or networks."""
+  if num < 1:
+    raise ValueError(f"num={num}: evaluation needs at least 1 sample")
   gen, variables, config = export.workdir_generator_variables(workdir)
   for item in overrides:
     if not item.partition("=")[0].startswith(("data.", "eval.")):
       raise ValueError(f"--set {item!r}: eval takes data.* and eval.* keys only (the run's own config is fixed)")
   config = config_lib.apply_overrides(config, overrides)
   latent = config.model.latent_dim
-  extractor, real = reference(config)
+  score = scorer(workdir_reference(workdir, config, overrides, data), config_lib.cache_dir(config))
   samples = generate(gen, variables, latent, num)
+  extractor = score.extractor
   result = {"workdir": os.path.basename(os.path.normpath(workdir)), "kind": "distill" if "distill" in config else "gan",
-            "dataset": config.data.name, "reference_split": config.data.eval_split,
+            "dataset": config.data.name, "reference_split": score.reference.split,
             "feature_extractor": f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})",
-            **quality(extractor, real, samples, extractor.model.num_classes)}
-  inception_ref = inception_reference(config)
+            **score.quality(samples)}
+  inception_ref = inception_reference(config, score.reference)
   if inception_ref is not None:
-    features, real_inception, ref_name = inception_ref
-    n = min(num, config.get("eval", {}).get("inception_num", num))
+    features, real_inception, weights_sha = inception_ref
+    n = min(num, config.eval.inception_num)
     fake = features(samples[:n])
     kid_mean, kid_se = metrics.kid(real_inception, fake)
     result["inception"] = {"fid": metrics.fid(real_inception, fake), "kid": kid_mean, "kid_se": kid_se,
-                           "generated": n, "reference": len(real_inception), "reference_cache": ref_name,
+                           "generated": n, "reference": len(real_inception), "weights_sha256": weights_sha,
                            "weights": os.path.basename(config.eval.inception_weights)}
   teacher = None
   if "distill" in config:
@@ -144,19 +257,22 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
   if with_efficiency:
     result["efficiency"] = efficiency.efficiency(gen, variables, latent)
   if parallel.is_primary():
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-      json.dump(result, f, indent=2)
+    workdir_lib.write_atomic(os.path.join(workdir, "eval.json"), lambda f: json.dump(result, f, indent=2))
   return result
 
 
-def periodic_eval_fn(config):
-  """The loop's eval hook: FID/KID/PR of `train.eval_num` samples of the current weights."""
-  extractor, real = reference(config)
+def periodic_eval_fn(config, data=None):
+  """The loop's eval hook: FID/KID/PR of `train.eval_num` samples of the current weights,
+  against the eval split of the run's data (or `data`, the caller's arrays)."""
+  m = config.model
+  ref = reference_from_config(config.data, m.image_size, m.channels) if data is None else \
+      reference_from_arrays(data, m.image_size, m.channels)
+  score = scorer(ref, config_lib.cache_dir(config))
 
   def eval_fn(task, state):
     variables = parallel.to_host(jax.jit(task.generator_variables)(state))   # local arrays in every process
     samples = generate(task.generator, variables, task.latent_dim, config.train.eval_num)
-    q = quality(extractor, real, samples, extractor.model.num_classes, prdc_num=config.train.eval_num)
+    q = score.quality(samples, prdc_num=config.train.eval_num)
     return {k: v for k, v in q.items() if isinstance(v, (int, float))}
   return eval_fn
 
