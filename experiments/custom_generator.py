@@ -1,5 +1,5 @@
 """An example of your own generator: depthwise-separable upsampling blocks, used by name
-in any config without touching the package (see README, "Use as a library").
+in any config without touching the package (see README.md, "Use as a library").
 
     model.family = "custom_generator:DSGenerator"     # with experiments/ on PYTHONPATH
 

@@ -33,10 +33,10 @@ timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_layers.py tes
     tests/test_export.py -k "not ring_of_gaussians"
 
 echo "== teacher step: fp32 and bf16, widths 64 and 128, batches 64 to 512"
-python3 experiments/bench_train_step.py --widths 64 128 --batches 64 256 512 --dtypes float32 bfloat16 --steps 20
+python3 experiments/bench/bench_train_step.py --widths 64 128 --batches 64 256 512 --dtypes float32 bfloat16 --steps 20
 
 echo "== distill step vs teacher step"
-python3 experiments/bench_distill_step.py --steps 20
+python3 experiments/bench/bench_distill_step.py --steps 20
 
 echo "== sampling: the study's teacher and students at 2 steps of training (speed does not depend on the weights)"
 W="$OUT/workdirs"
@@ -51,4 +51,4 @@ for student in "24 16" "8 12"; do
   python3 -m gandistill_jax.cli distill --config experiments/configs/fashion_mnist_distill.py --teacher "$W/teacher" \
       --workdir "$W/w$1r$2" "${SHORT[@]}" --set model.g_width=$1 --set model.proj_rank=$2
 done
-python3 experiments/bench_sampling.py "$W/teacher" "$W/w24r16" "$W/w8r12" --repeats 20
+python3 experiments/bench/bench_sampling.py "$W/teacher" "$W/w24r16" "$W/w8r12" --repeats 20

@@ -86,7 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
-  c.eval.inception_weights = ""   # InceptionV3 .npz (experiments/convert_inception_weights.py): Inception FID/KID too
+  c.eval.inception_weights = ""   # InceptionV3 .npz (experiments/tools/convert_inception_weights.py): Inception FID/KID too
   c.eval.inception_num = 10000    # samples scored on Inception features (at most eval's --num)
   return c
 

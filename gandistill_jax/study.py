@@ -3,7 +3,7 @@ then one report (report.md, results.json, sample grids for the same z, FID vs pa
 
 A study is a list of runs; each run lives in workdir/<name>/ and is skipped when it has
 already finished and been evaluated, so a re-run resumes where the last one stopped.
-`gandistill demo` is a small study sized for a 2-core CPU; experiments/compression_study.py
+`gandistill demo` is a small study sized for a 2-core CPU; experiments/study/compression_study.py
 runs the full one.
 """
 from __future__ import annotations
@@ -341,8 +341,8 @@ def run_seeds(runs: Sequence[Run], seeds: Sequence[int], workdir: str, command: 
   return report if len(by_seed) == 1 else seeds_report(runs, by_seed, workdir, command)
 
 
-# The recipe the demo, the study and the distill config use, chosen by experiments/sweep.py
-# on Fashion-MNIST (README, "Choosing the recipe"): students cut from the teacher.
+# The recipe the demo, the study and the distill config use, chosen by experiments/study/sweep.py
+# on Fashion-MNIST (docs/results.md, "Choosing the recipe"): students cut from the teacher.
 DEFAULT_RECIPE = "joint"
 DEFAULT_INIT = "teacher"
 # Demo students against its width-32 teacher (350k G params): 12x and 38x fewer parameters.

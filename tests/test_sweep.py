@@ -1,4 +1,4 @@
-"""experiments/sweep.py end to end on a tiny grid: every cell trains, evaluates and lands in one table."""
+"""experiments/study/sweep.py end to end on a tiny grid: every cell trains, evaluates and lands in one table."""
 import json
 import os
 import subprocess
@@ -18,7 +18,7 @@ def test_tiny_sweep_writes_one_table_and_resumes(tmp_path):
   teacher = str(tmp_path / "teacher")
   assert cli.main(["train-teacher", "--config", os.path.join(ROOT, "experiments/configs/quick.py"), "--quiet",
                    "--workdir", teacher] + [x for s in sets for x in ("--set", s)]) == 0
-  cmd = [sys.executable, os.path.join(ROOT, "experiments/sweep.py"), "--teacher", teacher,
+  cmd = [sys.executable, os.path.join(ROOT, "experiments/study/sweep.py"), "--teacher", teacher,
          "--workdir", str(tmp_path / "sweep"), "--grid", "tiny", "--eval-num", "200"]
   env = os.environ | {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
   subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)

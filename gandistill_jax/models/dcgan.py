@@ -62,7 +62,7 @@ def default_upsample(n: int, train: bool) -> tuple[str, ...]:
   convolution over the batch, and phase for the output layer (C_out = image channels,
   too narrow a matmul for im2col). Forward only (sampling, a distillation teacher): phase
   everywhere. Chosen by timing on XLA:CPU: the Fashion-MNIST teacher step runs about 10%
-  faster than with phase everywhere (experiments/bench_train_step.py); export still tunes
+  faster than with phase everywhere (experiments/bench/bench_train_step.py); export still tunes
   each layer's form for sampling (export.inference_form).
   """
   return ("im2col",) * (n - 1) + ("phase",) if train else ("phase",) * n
@@ -106,7 +106,7 @@ def latent_projection(z: jax.Array, features: int, rank: int, use_bias: bool, ra
 def projection_matrix(params: dict) -> jax.Array:
   """The d_z x n matrix W that `latent_projection` applies to z (before its bias): A B for a
   rank-r projection, else the `proj` kernel. Its singular values count the directions of z
-  the generator can use (experiments/projection_spectrum.py)."""
+  the generator can use (experiments/study/projection_spectrum.py)."""
   w = params["proj"]["kernel"]
   return params["proj_low_rank"]["kernel"] @ w if "proj_low_rank" in params else w
 
@@ -175,7 +175,7 @@ def default_conv_chunk(in_channels: int) -> int:
   """Samples per slice in which the discriminator runs a convolution of `in_channels` inputs
   unless told (layers.batch_chunked; the same map): on XLA:CPU 32 for the wide layers
   (64 inputs or more), with which the width-64 teacher step ran 1.13x as fast at 28 px and
-  1.04x at 32 px (experiments/bench_train_step.py --d-chunks default 0); the whole batch
+  1.04x at 32 px (experiments/bench/bench_train_step.py --d-chunks default 0); the whole batch
   for narrow layers, where slicing only adds overhead (a width-8 D's step ran 14% slower
   sliced), and on every other backend."""
   return 32 if jax.default_backend() == "cpu" and in_channels >= 64 else 0

@@ -2,8 +2,8 @@
 the default recipe (study.DEFAULT_RECIPE; cut from the teacher where it is a DCGAN) and the same student
 trained from scratch with the same steps. Resumable.
 
-    python experiments/compression_study.py --workdir runs/study --profile cpu
-    python experiments/compression_study.py --workdir runs/study_gpu --profile gpu   # CIFAR-10 SNGAN ResNet
+    python experiments/study/compression_study.py --workdir runs/study --profile cpu
+    python experiments/study/compression_study.py --workdir runs/study_gpu --profile gpu   # CIFAR-10 SNGAN ResNet
 
 Writes results.json, report.md, samples_same_z.png and fid_vs_params.png to --workdir.
 """
@@ -17,7 +17,7 @@ import sys
 from gandistill_jax import config as config_lib, study
 
 # Students against the width-64 DCGAN teacher (765,953 G params): 2.2x, 4.6x, 13x, 21x and 56x
-# fewer (the study in README: a teacher from before model.g_proj_bias, 759,681 params). w16 r16
+# fewer (the study in docs/results.md: a teacher from before model.g_proj_bias, 759,681 params). w16 r16
 # has 15x fewer FLOPs than the teacher, w24 r16 only 7x: the smallest ~10x student that is
 # also ~8x faster to sample from.
 DCGAN_STUDENTS = (study.Student("dcgan", 32), study.Student("dcgan", 16), study.Student("dcgan", 24, 16),
@@ -70,7 +70,7 @@ def main():
   a = ap.parse_args()
   base = config_lib.apply_overrides(PROFILES[a.profile]["base"](), a.set)
   runs = study_runs(a.profile, base)
-  command = "python experiments/compression_study.py " + " ".join(sys.argv[1:])
+  command = "python experiments/study/compression_study.py " + " ".join(sys.argv[1:])
   if a.report_only:
     done = [r for r in runs if os.path.exists(os.path.join(a.workdir, r.name, "eval.json"))]
     results = {r.name: json.load(open(os.path.join(a.workdir, r.name, "eval.json"))) for r in done}

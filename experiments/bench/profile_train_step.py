@@ -1,6 +1,6 @@
 """Where the teacher step's time goes: a jax.profiler trace of the jitted step, and each layer alone.
 
-    python experiments/profile_train_step.py [--width 64] [--batch 64] [--reuse-fake] [--trace-dir DIR]
+    python experiments/bench/profile_train_step.py [--width 64] [--batch 64] [--reuse-fake] [--trace-dir DIR]
 
 1. The whole step (DCGAN, 32x32x1, non-saturating, as bench_train_step.py) is traced with
    `jax.profiler` for `--steps` steps; the XLA:CPU ops in the trace are summed by kind
@@ -126,7 +126,7 @@ def main():
   ap.add_argument("--top", type=int, default=12)
   a = ap.parse_args()
   print(describe())
-  print("command: python experiments/profile_train_step.py " + " ".join(sys.argv[1:]))
+  print("command: python experiments/bench/profile_train_step.py " + " ".join(sys.argv[1:]))
   peak = matmul_gflops()
   print(f"fp32 matmul (2048^2, jit): {peak:.1f} GFLOP/s\n")
   compiled, state, batch, key = teacher_step(a.width, a.batch, a.reuse_fake)

@@ -1,12 +1,12 @@
 """Singular values of a trained generator's latent projection z -> 4x4xC.
 
-    python experiments/projection_spectrum.py runs/sweep/joint_w8r12_random_2000 [more workdirs]
+    python experiments/study/projection_spectrum.py runs/sweep/joint_w8r12_random_2000 [more workdirs]
 
 The projection is W = A B for a rank-r student and the `proj` kernel otherwise
 (`models.dcgan.projection_matrix`). The number of large singular values is how many
 directions of z the generator can use: a scratch w8 r12 student whose factors started at
 DCGAN's init ended with one (1.2, then 0.02) and collapsed, which led to
-`model.proj_init='matched'` (README, "Against the plain PyTorch reference").
+`model.proj_init='matched'` (docs/reference_comparison.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Time per step inside the training loop against the bare jitted step, same config, one run.
 
-    python experiments/bench_loop_overhead.py [--steps 300]
+    python experiments/bench/bench_loop_overhead.py [--steps 300]
 
 The loop adds input prefetch, host->device transfer, progress bar, metrics and samples
 (checkpoints are pushed past the end, as they are rare in real runs). Goal: < 5%.
@@ -28,7 +28,7 @@ def main():
   ap.add_argument("--steps", type=int, default=300)
   a = ap.parse_args()
   print(describe())
-  print("command: python experiments/bench_loop_overhead.py " + " ".join(sys.argv[1:]))
+  print("command: python experiments/bench/bench_loop_overhead.py " + " ".join(sys.argv[1:]))
   c = config_lib.base_config()
   c.model.update(image_size=28, g_width=32, d_width=32)
   c.train.update(steps=a.steps, log_every=50, sample_every=10**9, ckpt_every=10**9)

@@ -1,6 +1,6 @@
 """A distillation sweep: recipe x student family x init x size x steps, from one trained teacher.
 
-    nice python experiments/sweep.py --teacher runs/t64 --workdir runs/sweep --grid small50x
+    nice python experiments/study/sweep.py --teacher runs/t64 --workdir runs/sweep --grid small50x
 
 Every cell is a study run (gandistill_jax.study): trained, evaluated (domain-classifier
 FID etc., fidelity to the teacher), resumable and skipped once finished, so the same
@@ -97,7 +97,7 @@ def main():
         "l1": res.get("fidelity", {}).get("pixel_l1", float("nan"))}
     with open(out_path, "w") as f:
       json.dump({"teacher": teacher_row, "rows": list(rows.values()),
-                 "command": "python experiments/sweep.py " + " ".join(sys.argv[1:])}, f, indent=2)
+                 "command": "python experiments/study/sweep.py " + " ".join(sys.argv[1:])}, f, indent=2)
     md = table(list(rows.values()), teacher_row)
     with open(os.path.join(a.workdir, "sweep.md"), "w") as f:
       f.write(md + "\n")

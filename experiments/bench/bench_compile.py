@@ -4,7 +4,7 @@ fresh process as a resumed or repeated run would be. Each process times, in orde
 and lowering the jitted step, compiling it (or loading it from the cache), and its first
 run; "compile" below is the first two together, the time before the step can start.
 
-    python experiments/bench_compile.py [--runs 2]
+    python experiments/bench/bench_compile.py [--runs 2]
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ print(json.dumps({{"trace_lower": t1 - t0, "compile": t2 - t1, "run": t3 - t2}})
 
 
 def split_seconds(cache: str) -> dict:
-  code = RUN.format(configs=os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs"))
+  code = RUN.format(configs=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs"))
   env = dict(os.environ, GANDISTILL_CACHE=cache, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
   return json.loads(out.strip().splitlines()[-1])

@@ -5,9 +5,9 @@
    timing (export.inference_form), and this shows why it differs by layer.
 2. The weight gradient of the step's convolutions as XLA computes it (a convolution over
    the batch) vs as explicit per-tap matmuls, g[k_y, k_x] = sum_(b, y, x) x_shift^T dy:
-   measured, and not adopted (see README's Benchmarks for the numbers and the reason).
+   measured, and not adopted (see docs/benchmarks.md for the numbers and the reason).
 
-    python experiments/bench_layer_forms.py
+    python experiments/bench/bench_layer_forms.py
 
 Milliseconds per call: the median of 5 timings of back-to-back calls lasting >= 50 ms.
 """

@@ -1,6 +1,6 @@
 """Steps/s of distill_step against teacher_step, one run (Fashion-MNIST shapes: 28x28x1, batch 64).
 
-    python experiments/bench_distill_step.py [--steps 30]
+    python experiments/bench/bench_distill_step.py [--steps 30]
 
 The teacher is DCGAN width 64; students are widths 16 and 4 (rank-16 projection) with
 the pixel-only and the joint (pixel + adversarial, student-size D) objectives.
@@ -36,7 +36,7 @@ def main():
   ap.add_argument("--steps", type=int, default=30)
   a = ap.parse_args()
   print(describe())
-  print("command: python experiments/bench_distill_step.py " + " ".join(sys.argv[1:]))
+  print("command: python experiments/bench/bench_distill_step.py " + " ".join(sys.argv[1:]))
   c = config_lib.base_config()
   c.model.update(image_size=28, g_width=64, d_width=64)
   teacher_rate = steps_per_s(tasks.gan_task(c), a.steps)

@@ -1,6 +1,6 @@
 """Sampling speed of teacher and students, from exported artifacts and the in-library apply.
 
-    python experiments/bench_sampling.py runs/teacher runs/distill_w16 runs/distill_w4
+    python experiments/bench/bench_sampling.py runs/teacher runs/distill_w16 runs/distill_w4
 
 For each generator exported in its inference form (the default: batch norm folded,
 upsampling chosen by timing) and exported as trained (`optimize=False`, the same math as
@@ -52,7 +52,7 @@ def main():
   ap.add_argument("--repeats", type=int, default=50)
   a = ap.parse_args()
   print(describe())
-  print("command: python experiments/bench_sampling.py " + " ".join(sys.argv[1:]))
+  print("command: python experiments/bench/bench_sampling.py " + " ".join(sys.argv[1:]))
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     for w in a.workdirs:

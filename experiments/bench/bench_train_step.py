@@ -1,16 +1,16 @@
 """Throughput of the jitted teacher step (DCGAN, 32x32x1, batch 64) against the machine's matmul rate.
 
-    python experiments/bench_train_step.py [--widths 64 16] [--batches 64] [--dtypes float32 bfloat16]
-    python experiments/bench_train_step.py --widths 64 --vs-torch [--rounds 3]
-    python experiments/bench_train_step.py --widths 64 --size 28 --reuse-fake --g-forms default phase --rounds 3
-    python experiments/bench_train_step.py --widths 64 --size 28 --vs-torch --d-chunks default 0 --rounds 4
+    python experiments/bench/bench_train_step.py [--widths 64 16] [--batches 64] [--dtypes float32 bfloat16]
+    python experiments/bench/bench_train_step.py --widths 64 --vs-torch [--rounds 3]
+    python experiments/bench/bench_train_step.py --widths 64 --size 28 --reuse-fake --g-forms default phase --rounds 3
+    python experiments/bench/bench_train_step.py --widths 64 --size 28 --vs-torch --d-chunks default 0 --rounds 4
 
 Prints one table row per (compute dtype, G/D width, batch) on the default device: build +
 compile time, steady-state images/s, TFLOP/s achieved (XLA's cost-analysis FLOPs of one
 step / its time), and that as a share of the same device's matmul rate in the same dtype,
 measured in this run before every round (a large square matmul: the practical peak).
 
-`--vs-torch` also runs the PyTorch eager reference step (../shared/reference/
+`--vs-torch` also runs the PyTorch eager reference step (experiments/reference/
 torch_dcgan_step.py; torch is a benchmark-only dependency) on the same architecture,
 batch and 32x32x1 images, alternating ours and theirs `--rounds` times in one sitting, and
 prints the ratio of median images/s. The reference's G update reuses the D update's fake
@@ -41,8 +41,7 @@ from machine import describe, seconds_per_step  # noqa: E402
 from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps  # noqa: E402
 from gandistill_jax.models import dcgan  # noqa: E402
 
-TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference",
-                          "torch_dcgan_step.py")
+TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference", "torch_dcgan_step.py")
 
 
 def matmul_gflops(dtype: str = "float32", reps: int = 10) -> float:
@@ -116,7 +115,7 @@ def main():
   p.add_argument("--rounds", type=int, default=3, help="alternations with --vs-torch or several variants")
   a = p.parse_args()
   print(describe())
-  print("command: python experiments/bench_train_step.py " + " ".join(sys.argv[1:]))
+  print("command: python experiments/bench/bench_train_step.py " + " ".join(sys.argv[1:]))
   reuse = a.reuse_fake or a.vs_torch
   variants = [(f, c) for f in a.g_forms for c in a.d_chunks]
   name = lambda v: f"G forms '{v[0]}', D slices '{v[1]}'"

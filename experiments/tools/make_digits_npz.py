@@ -2,7 +2,7 @@
 hand-written digits), upscaled to 28x28, as an npz source.
 
     pip install scikit-learn      # experiment-only; the package does not need it
-    python experiments/make_digits_npz.py runs/digits.npz
+    python experiments/tools/make_digits_npz.py runs/digits.npz
     gandistill demo --workdir runs/demo_digits --set data.source=npz --set data.name=digits \
         --set data.path=runs/digits.npz
 

@@ -1,6 +1,6 @@
 """Input pipeline images/s into host memory (Fashion-MNIST, batch 64) beside the teacher step's.
 
-    python experiments/bench_input.py [--data-dir DIR] [--batches 3000]
+    python experiments/bench/bench_input.py [--data-dir DIR] [--batches 3000]
 
 The pipeline must be >= 10x faster than training so that it is never the bottleneck.
 """
@@ -25,7 +25,7 @@ def main():
   p.add_argument("--batches", type=int, default=3000)
   a = p.parse_args()
   print(describe())
-  print("command: python experiments/bench_input.py " + " ".join(sys.argv[1:]))
+  print("command: python experiments/bench/bench_input.py " + " ".join(sys.argv[1:]))
   c = config_lib.base_config()
   c.data.data_dir = a.data_dir
   t = time.perf_counter()

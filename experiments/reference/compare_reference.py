@@ -1,9 +1,9 @@
-"""Ours vs the plain PyTorch reference (../shared/reference/torch_dcgan_train.py) at equal steps,
+"""Ours vs the plain PyTorch reference (experiments/reference/torch_dcgan_train.py) at equal steps,
 every sample set scored by this package's own evaluation (same extractor, sample count
 and reference split).
 
     pip install torch==2.13.0     # experiment-only
-    nice python experiments/compare_reference.py --workdir runs/compare --steps 4000 --widths 16
+    nice python experiments/reference/compare_reference.py --workdir runs/compare --steps 4000 --widths 16
 
 Reference runs (teacher width 64; students: pixel = MSE with Adam 1e-3, joint = 0.5 MSE +
 0.5 adversarial vs a fresh width-64 D, scratch = its GAN at the student's width) write
@@ -13,19 +13,19 @@ recipe (L1, Adam 1e-3) and our default recipe, and our scratch baseline (the tea
 discriminator, the generator at the student's width). Prints one table and writes <table>.md / <table>.json.
 
 Inception FID too: `--inception-weights ~/.cache/gandistill_jax/inception_fid.npz
---inception-num 2000` (experiments/convert_inception_weights.py makes the file) adds a table of
+--inception-num 2000` (experiments/tools/convert_inception_weights.py makes the file) adds a table of
 FID on InceptionV3 pool3 features for every row, on the first N samples of each set.
 
 The study's students: a width `WrR` (e.g. `--widths 32 24r16 8r12`) is our width-W student
 with a rank-R latent projection (study.Student); the reference has no low-rank projection,
 so it runs at width W full rank, a larger generator than ours (its samples are shared
 with plain width W). `--reference-low-rank` gives the reference's student the same rank-R
-projection instead (experiments/torch_reference_low_rank.py; samples ref_<objective>_wWrR):
+projection instead (experiments/reference/torch_reference_low_rank.py; samples ref_<objective>_wWrR):
 a like-for-like row.
 
 Seed-to-seed spread: `--seeds 0 1 2` trains every student row once per seed on both sides
 (rows of seed s > 0 are named *_s<s>; the teacher is seed 0) and adds mean ± sd rows, e.g.
-    nice python experiments/compare_reference.py --workdir runs/compare --widths 8 \
+    nice python experiments/reference/compare_reference.py --workdir runs/compare --widths 8 \
         --objectives scratch --seeds 0 1 2 --table seeds_w8
 """
 from __future__ import annotations
@@ -41,8 +41,8 @@ import ml_collections
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "configs"))
-REFERENCE = os.path.join(HERE, "..", "..", "shared", "reference", "torch_dcgan_train.py")
+sys.path.insert(0, os.path.join(HERE, "..", "configs"))
+REFERENCE = os.path.join(HERE, "torch_dcgan_train.py")
 REFERENCE_LOW_RANK = os.path.join(HERE, "torch_reference_low_rank.py")
 
 from gandistill_jax import study  # noqa: E402

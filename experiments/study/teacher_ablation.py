@@ -2,7 +2,7 @@
 norm in D (`model.d_batch_norm`) and the G update reusing the D update's fake batch
 (`loss.reuse_fake`) switched off and on, each run scored with the package's evaluation.
 
-    nice python experiments/teacher_ablation.py --workdir runs/ablation --steps 4000
+    nice python experiments/study/teacher_ablation.py --workdir runs/ablation --steps 4000
 
 Resumable; prints one table and writes ablation.md / ablation.json in --workdir.
 """
@@ -15,7 +15,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "configs"))
+sys.path.insert(0, os.path.join(HERE, "..", "configs"))
 
 from gandistill_jax import study  # noqa: E402
 
