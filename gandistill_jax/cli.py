@@ -119,7 +119,8 @@ def cmd_demo(args) -> None:
   eval_num = 200 if args.tiny else 5000
   command = "gandistill demo " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "gandistill demo"
   try:
-    print(study.run_seeds(runs, args.seeds, args.workdir, command, eval_num=eval_num, progress=not args.quiet))
+    print(study.run_seeds(runs, args.seeds, args.workdir, command, eval_num=eval_num, progress=not args.quiet,
+                          side_process=not args.one_process))
   except study.StudyStopped as e:
     print(f"gandistill demo: {e}")
     return
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--workdir", default="runs/demo")
   q.add_argument("--seeds", type=int, nargs="+", default=[0],
                  help="train and score the whole demo once per seed (workdir/seed_<k>/), then report mean ± std")
+  q.add_argument("--one-process", action="store_true",
+                 help="train every run in this process (by default, on a CPU, the scratch baselines train in a "
+                      "second process beside the teacher and the distilled students)")
   q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the base config (repeatable)")
   q.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (for tests)")
   q.add_argument("--quiet", action="store_true")

@@ -12,6 +12,10 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from typing import Sequence
 
@@ -136,42 +140,107 @@ def _finished(workdir: str, steps_: int) -> bool:
   return done
 
 
+def _train(run: Run, wd: str, teacher_dir: str, progress: bool) -> None:
+  """Trains (or resumes) one run in this process; StudyStopped if SIGTERM stopped it."""
+  config, start = run.config, time.perf_counter()
+  if run.kind == "distill":
+    config = ml_collections.ConfigDict(config.to_dict())
+    t_model, teacher = loop.load_teacher(teacher_dir, config)
+    config.teacher_model = ml_collections.ConfigDict(t_model.to_dict())
+    config.distill.teacher_dir = os.path.abspath(teacher_dir)
+    loop.train(config, wd, distill.distill_task(config, teacher), progress=progress)
+  else:
+    loop.train(config, wd, tasks.gan_task(config, run.kind), progress=progress)
+  _add_train_seconds(wd, time.perf_counter() - start)
+  if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
+    raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
+
+
+class SideProcess:
+  """Runs that need nothing from the study (the scratch baselines), trained one after the
+  other in a second process while this one trains the rest: one small model's training
+  keeps about one core of a CPU busy, so a 2-core machine does two at once. Each child is
+  `gandistill train-<kind> --workdir <run>` resuming the config written here, with its
+  output in <run>/train.log; a SIGTERM here is passed on, and the child saves."""
+
+  def __init__(self, runs: Sequence[Run], workdir: str):
+    self.runs, self.workdir, self.error, self.proc = list(runs), workdir, "", None
+    self.stopping = threading.Event()
+    self.thread = threading.Thread(target=self._work, daemon=True)
+
+  def _work(self):
+    for run in self.runs:
+      wd = os.path.join(self.workdir, run.name)
+      if _finished(wd, run.config.train.steps) or self.stopping.is_set():
+        continue
+      os.makedirs(wd, exist_ok=True)
+      loop.check_or_write_config(run.config, wd)
+      start = time.perf_counter()
+      with open(os.path.join(wd, "train.log"), "a") as log:
+        self.proc = subprocess.Popen([sys.executable, "-m", "gandistill_jax.cli", f"train-{run.kind}", "--workdir",
+                                      wd, "--quiet"], stdout=log, stderr=subprocess.STDOUT)
+        rc = self.proc.wait()
+      _add_train_seconds(wd, time.perf_counter() - start)
+      if rc != 0 or not _finished(wd, run.config.train.steps):
+        self.error = (f"{run.name} stopped (exit code {rc}); its output is in {os.path.join(wd, 'train.log')}; "
+                      f"re-run the same command to resume")
+        return
+
+  def __enter__(self):
+    self.thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    if exc[0] is not None:
+      self.stopping.set()
+      if self.proc is not None and self.proc.poll() is None:
+        self.proc.send_signal(signal.SIGTERM)   # the child saves and exits
+    self.thread.join()
+    if self.error and exc[0] is None:
+      raise StudyStopped(self.error)
+
+
 def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: int = 5000,
-            progress: bool = True) -> dict[str, dict]:
+            progress: bool = True, side_process: bool = False) -> dict[str, dict]:
   """Trains (or resumes) and evaluates every run in order; returns {name: eval result}.
   Distill runs learn from `teacher_dir` (default workdir/teacher). Each run's training wall
-  time (summed over resumptions) is kept in its train_seconds.json and in the result."""
-  results = {}
+  time (summed over resumptions) is kept in its train_seconds.json and in the result.
+
+  `side_process`: on a single-process CPU run, the scratch runs train in a second process
+  (SideProcess) at the same time as the others; every run's result is what it would be
+  alone (each is a pure function of its config)."""
   teacher_dir = teacher_dir or os.path.join(workdir, "teacher")
-  for run in runs:
-    wd = os.path.join(workdir, run.name)
-    config = run.config
-    if not _finished(wd, config.train.steps):
-      start = time.perf_counter()
-      if run.kind == "distill":
-        config = ml_collections.ConfigDict(config.to_dict())
-        t_model, teacher = loop.load_teacher(teacher_dir, config)
-        config.teacher_model = ml_collections.ConfigDict(t_model.to_dict())
-        config.distill.teacher_dir = os.path.abspath(teacher_dir)
-        loop.train(config, wd, distill.distill_task(config, teacher), progress=progress)
-      else:
-        loop.train(config, wd, tasks.gan_task(config, run.kind), progress=progress)
-      _add_train_seconds(wd, time.perf_counter() - start)
-      if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
-        raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
-    # The study's eval.* settings (e.g. `--set eval.inception_weights=...`) rule, also for
-    # runs trained before they were given: they are passed on, not read from the run.
-    overrides = [f"eval.{k}={v!r}" for k, v in config.eval.items()]
-    eval_path = os.path.join(wd, "eval.json")
-    previous = json.load(open(eval_path)) if os.path.exists(eval_path) else None
-    if previous and _scored_as_asked(previous, eval_num, config.eval):
-      results[run.name] = previous
-    else:
-      results[run.name] = evaluate.evaluate_workdir(wd, "" if run.kind != "scratch" else teacher_dir, num=eval_num,
-                                                    overrides=overrides)
-    results[run.name]["train_seconds"] = train_seconds(wd)
-    results[run.name]["steps"] = int(config.train.steps)
-  return results
+  side = [r for r in runs if r.kind == "scratch"] if (
+      side_process and jax.process_count() == 1 and jax.default_backend() == "cpu") else []
+  side_names = {r.name for r in side}
+  results = {}
+  with SideProcess(side, workdir):
+    for run in runs:
+      if run.name not in side_names:
+        wd = os.path.join(workdir, run.name)
+        if not _finished(wd, run.config.train.steps):
+          _train(run, wd, teacher_dir, progress)
+        results[run.name] = _evaluate(run, wd, teacher_dir, eval_num)
+  for run in runs:   # the side runs, now finished; then all in the given order
+    if run.name in side_names:
+      results[run.name] = _evaluate(run, os.path.join(workdir, run.name), teacher_dir, eval_num)
+  return {r.name: results[r.name] for r in runs}
+
+
+def _evaluate(run: Run, wd: str, teacher_dir: str, eval_num: int) -> dict:
+  """The run's eval.json when it was scored as asked, else a fresh evaluation. The study's
+  eval.* settings (e.g. `--set eval.inception_weights=...`) rule, also for runs trained
+  before they were given: they are passed on, not read from the run."""
+  config = run.config
+  overrides = [f"eval.{k}={v!r}" for k, v in config.eval.items()]
+  eval_path = os.path.join(wd, "eval.json")
+  previous = json.load(open(eval_path)) if os.path.exists(eval_path) else None
+  if previous and _scored_as_asked(previous, eval_num, config.eval):
+    result = previous
+  else:
+    result = evaluate.evaluate_workdir(wd, "" if run.kind != "scratch" else teacher_dir, num=eval_num,
+                                       overrides=overrides)
+  return result | {"train_seconds": train_seconds(wd), "steps": int(config.train.steps)}
 
 
 def _scored_as_asked(result: dict, eval_num: int, eval_config) -> bool:
@@ -329,14 +398,14 @@ def seeds_report(runs: Sequence[Run], by_seed: dict[int, dict[str, dict]], workd
 
 
 def run_seeds(runs: Sequence[Run], seeds: Sequence[int], workdir: str, command: str, eval_num: int = 5000,
-              progress: bool = True) -> str:
+              progress: bool = True, side_process: bool = False) -> str:
   """Every run once per seed (each seed in its own seed_workdir, resumable), one report per
   seed and, for several seeds, the mean ± std report in `workdir`; returns the top report."""
   by_seed = {}
   for seed in seeds:
     wd = seed_workdir(workdir, seed, seeds)
     seeded = with_seed(runs, seed)
-    by_seed[seed] = run_all(seeded, wd, eval_num=eval_num, progress=progress)
+    by_seed[seed] = run_all(seeded, wd, eval_num=eval_num, progress=progress, side_process=side_process)
     report = write_report(seeded, by_seed[seed], wd, command)
   return report if len(by_seed) == 1 else seeds_report(runs, by_seed, workdir, command)
 

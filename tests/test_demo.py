@@ -60,3 +60,26 @@ def test_tiny_demo_writes_a_complete_report(tmp_path, monkeypatch):
   assert rerun(inception_weights="") == 2                                   # not asked: kept as it is
   os.remove(os.path.join(w, "teacher", "eval.json"))
   assert rerun() == 3 and "eval.inception_weights=''" in calls[-1]          # the study's empty setting rules
+
+
+def test_scratch_runs_in_the_side_process_train_as_they_would_alone(tmp_path):
+  """The demo trains its scratch baselines in a second process beside the teacher and the
+  distilled students: the same parameters, bit for bit, as training them in this process."""
+  import jax
+  import numpy as np
+  from gandistill_jax import loop, parallel, tasks
+  folder = make_idx_folder(str(tmp_path / "idx"), n_train=256, n_test=128)
+  sets = ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'",
+          f"eval.cache_dir='{tmp_path / 'cache'}'"]
+  runs = [r for r in study.demo_runs(config_lib.apply_overrides(study.demo_base(), sets), tiny=True)
+          if r.name == "scratch_w8r7"]
+  runs[0].config.train.update(steps=3, log_every=1, sample_every=3, ckpt_every=3)
+  side = str(tmp_path / "side")
+  with study.SideProcess(runs, side):
+    pass
+  assert open(os.path.join(side, "scratch_w8r7", "train.log")).read().count("finished at step 3") == 1
+  task = tasks.gan_task(runs[0].config, "scratch")
+  alone = loop.train(runs[0].config, str(tmp_path / "alone"), task, progress=False)
+  state, _, _ = loop.restore_latest(task, os.path.join(side, "scratch_w8r7"), parallel.make_mesh())
+  for a, b in zip(jax.tree.leaves(parallel.to_host(state)), jax.tree.leaves(parallel.to_host(alone))):
+    np.testing.assert_array_equal(a, b)
