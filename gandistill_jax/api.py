@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, distill as distill_lib, loop, objectives, tasks
+from gandistill_jax import config as config_lib, distill as distill_lib, loop, objectives, tasks, workdir as workdir_lib
 from gandistill_jax.data import arrays, pipeline
 from gandistill_jax.eval import evaluate as evaluate_lib, metrics
 
@@ -45,7 +45,7 @@ def distill_student(config: ml_collections.ConfigDict, teacher_dir: str, workdir
   config = config_lib.upgrade(ml_collections.ConfigDict(config.to_dict()))
   if "distill" not in config:
     raise ValueError("the config has no 'distill' section; add distill.default_distill_config()")
-  teacher_model, teacher = loop.load_teacher(teacher_dir, config)
+  teacher_model, teacher = workdir_lib.load_teacher(teacher_dir, config)
   config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
   config.distill.teacher_dir = os.path.abspath(teacher_dir)
   task = distill_lib.distill_task(config, teacher, extra_terms)

@@ -67,12 +67,12 @@ def distill_config(args):
   """The run's config (`model` = the student) with the teacher's architecture recorded as
   config.teacher_model."""
   import ml_collections
-  from gandistill_jax import loop
+  from gandistill_jax import workdir as workdir_lib
   config = resolve_config(args)
   if "distill" not in config:
     raise UsageError("the config has no 'distill' section; use a distill config "
                      "(e.g. experiments/configs/fashion_mnist_distill.py)")
-  teacher_model, teacher = loop.load_teacher(args.teacher, config)
+  teacher_model, teacher = workdir_lib.load_teacher(args.teacher, config)
   config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
   config.distill.teacher_dir = os.path.abspath(args.teacher)
   return config, teacher
@@ -89,9 +89,9 @@ def cmd_distill(args) -> None:
 def cmd_dump_teacher(args) -> None:
   import jax
   import numpy as np
-  from gandistill_jax import distill, loop, models, workdir as workdir_lib
+  from gandistill_jax import distill, models, workdir as workdir_lib
   config = workdir_lib.load_config(args.teacher)
-  teacher_model, teacher = loop.load_teacher(args.teacher, config)
+  teacher_model, teacher = workdir_lib.load_teacher(args.teacher, config)
   gen = models.build_generator(teacher_model)
   z, images = distill.dump_teacher(gen, teacher["g"], jax.random.key(args.seed), args.num, teacher_model.latent_dim)
   np.savez(args.out, z=z, teacher=images)
@@ -265,7 +265,8 @@ def main(argv=None) -> int:
   # one line below, so their own (often hundreds of lines of) logging is kept out.
   logging.getLogger("absl").setLevel(logging.CRITICAL)
   from gandistill_jax.data.errors import DataError
-  from gandistill_jax.loop import ConfigMismatch, TrainingDiverged, WorkdirBusy
+  from gandistill_jax.loop import ConfigMismatch, TrainingDiverged
+  from gandistill_jax.workdir import WorkdirBusy
   try:
     join_processes(args)
     args.func(args)

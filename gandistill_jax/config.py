@@ -142,18 +142,21 @@ def upgrade(config):
   return d if as_dict else ml_collections.ConfigDict(d)
 
 
-MODEL_SECTIONS = ("model", "teacher_model")
-
-
 def migrate(saved: dict) -> dict:
   """A config read from a workdir, in the current layout, once, on load: the old distill
   layout renamed (upgrade), every key added since filled with the value that reproduces
   what the run did (LEGACY_DEFAULTS; model keys in every model section) and
   `schema_version` set. Modules then read `cfg.key` directly."""
   d = json.loads(json.dumps(upgrade(dict(saved))))
+  base = base_config().to_dict()
   for key, value in LEGACY_DEFAULTS.items():
     section, _, leaf = key.rpartition(".")
-    for name in ((section,) if section else MODEL_SECTIONS):
+    if not section:   # a bare key: every section of the base config that has it (model keys: both models)
+      names = [n for n, v in base.items() if isinstance(v, dict) and leaf in v]
+      section_names = tuple(names) + (("teacher_model",) if "model" in names else ())
+    else:
+      section_names = (section,)
+    for name in section_names:
       if isinstance(d.get(name), dict) and leaf not in d[name]:
         d[name][leaf] = value
   d["schema_version"] = SCHEMA_VERSION

@@ -206,7 +206,9 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
     return {"params": state.s_ema, "batch_stats": stats}
 
   return Task(kind="distill", config=config, generator=s_gen, init=init, step=step,
-              generator_variables=generator_variables, global_batch=config.train.batch_size)
+              generator_variables=generator_variables,
+              saved_networks=lambda state: {"generator": generator_variables(state), "teacher": state.teacher_g},
+              global_batch=config.train.batch_size)
 
 
 def default_distill_config() -> ml_collections.ConfigDict:

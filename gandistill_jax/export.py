@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gandistill_jax import parallel, workdir as workdir_lib
+from gandistill_jax import parallel
 
 MAGIC, VERSION = b"GDJX", 2
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -60,35 +60,25 @@ class LoadedGenerator:
     return out
 
 
-def task_for(config):
-  from gandistill_jax import tasks
-  if "distill" in config:
-    from gandistill_jax import distill
-    return distill.distill_task(config)
-  return tasks.gan_task(config)
-
-
 def workdir_generator_variables(workdir: str, which: str = "auto"):
-  """(generator module, its variables, config) from a workdir's latest checkpoint.
+  """(generator module, its variables, config) from a workdir's newest intact checkpoint.
 
-  which: 'auto'/'ema' = the deployable weights (EMA with recomputed batch statistics),
-  'live' = the raw trained weights, 'teacher' = a distill run's frozen teacher.
+  which: 'auto'/'ema'/'student' = the deployable weights (EMA with recomputed batch
+  statistics), 'teacher' = a distill run's frozen teacher (both read without the trainer,
+  workdir.restore_network), 'live' = the raw trained weights (from the whole train state).
   """
-  from gandistill_jax import loop, models
-  config = workdir_lib.load_config(workdir)
-  task = task_for(config)
-  state, _, _ = loop.restore_latest(task, workdir, parallel.make_mesh())   # global arrays, in every process
-  host = parallel.to_host
-  if which in ("auto", "ema", "student"):
-    return task.generator, host(jax.jit(task.generator_variables)(state)), config
+  from gandistill_jax import workdir as workdir_lib   # orbax and flax: not for loading an exported file
+  if which in ("auto", "ema", "student", "teacher"):
+    gen, variables, config, _ = workdir_lib.restore_network(workdir, "teacher" if which == "teacher" else "generator")
+    return gen, variables, config
   if which == "live":
+    from gandistill_jax import distill, tasks   # the live weights are in the train state only
+    config = workdir_lib.load_config(workdir)
+    task = distill.distill_task(config) if "distill" in config else tasks.gan_task(config)
+    state, _, _ = workdir_lib.restore_latest(task, workdir, parallel.make_mesh())   # global arrays, in every process
     if hasattr(state, "g_params"):
-      return task.generator, host({"params": state.g_params, "batch_stats": state.g_stats}), config
-    return task.generator, host({"params": state.s_params["generator"], "batch_stats": state.s_stats}), config
-  if which == "teacher":
-    if "distill" not in config:
-      raise ValueError(f"--which teacher needs a distill workdir; {workdir} is a {task.kind} run")
-    return models.build_generator(config.teacher_model), host(state.teacher_g), config
+      return task.generator, parallel.to_host({"params": state.g_params, "batch_stats": state.g_stats}), config
+    return task.generator, parallel.to_host({"params": state.s_params["generator"], "batch_stats": state.s_stats}), config
   raise ValueError(f"--which {which!r} is unknown; use auto, ema, live, teacher or student")
 
 

@@ -15,8 +15,6 @@ data.json, metrics.jsonl, TensorBoard events and sample grids.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
 import os
@@ -26,7 +24,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import tqdm
 
@@ -69,46 +66,6 @@ def check_or_write_config(config: ml_collections.ConfigDict, workdir: str, write
   with open(tmp, "w") as f:
     json.dump(current, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
-
-
-def abstract_state(task: Task, mesh) -> Any:
-  """Shapes, dtypes and (replicated) shardings of the task's state, without computing it."""
-  rep = parallel.replicated(mesh)
-  shapes = jax.eval_shape(task.init, jax.random.key(0))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), shapes)
-
-
-def restore_latest(task: Task, workdir: str, mesh, quarantine: bool = False) -> tuple[Any, jax.Array, int]:
-  """(state, step key, step) of the workdir's newest intact checkpoint, placed on `mesh`.
-
-  Newer steps that are corrupt are skipped with one line on stderr each; with
-  `quarantine` (a run about to train on) they are moved to workdir/corrupt_checkpoints/
-  so that the run can save those steps again."""
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"{workdir} has no checkpoint yet")
-  ckpt = Checkpointer(directory, read_only=not quarantine)
-  try:
-    if ckpt.latest_step() is None:
-      raise FileNotFoundError(f"{workdir} has no checkpoint yet")
-    target = {"state": abstract_state(task, mesh),
-              "rng": jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=parallel.replicated(mesh))}
-    restored, _, step, problems = ckpt.restore_newest_intact(target)
-    newer = [s for s in ckpt.all_steps() if s > step]
-  finally:
-    ckpt.close()
-  for problem in problems:
-    print(f"gandistill: {problem}; using step {step}", file=sys.stderr, flush=True)
-  if quarantine and parallel.is_primary():
-    for s in newer:
-      os.makedirs(os.path.join(workdir, "corrupt_checkpoints"), exist_ok=True)
-      target = os.path.join(workdir, "corrupt_checkpoints", str(s))
-      if os.path.exists(target):   # the same step went bad before
-        target += f"-{time.strftime('%Y%m%d-%H%M%S')}"
-      os.replace(os.path.join(directory, str(s)), target)
-  if quarantine:
-    parallel.sync("quarantine")
-  return restored["state"], jax.random.wrap_key_data(restored["rng"]), step
 
 
 def _logged_step(line: str) -> float:
@@ -162,7 +119,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: 
   from gandistill_jax.data import pipeline   # TensorFlow: only runs that train read data through tf.data
   stream = pipeline.train_stream(config, task.global_batch, data)   # data errors, too, come before any write
   os.makedirs(workdir, exist_ok=True)
-  with workdir_lock(workdir):
+  with workdir_lib.workdir_lock(workdir):
     check_or_write_config(config, workdir, write=parallel.is_primary())
     parallel.sync("config")
     return _train(config, workdir, task, eval_fn, mesh, progress and parallel.is_primary(), data, stream)
@@ -172,7 +129,7 @@ def check_shapes(task: Task, mesh) -> None:
   """The state's shapes, computed without running anything: a config whose model cannot be
   built, or builds arrays of size zero, fails here rather than at its first checkpoint."""
   try:
-    shapes = abstract_state(task, mesh)
+    shapes = workdir_lib.abstract_state(task, mesh)
   except (ValueError, TypeError, ZeroDivisionError) as e:   # what Flax and JAX raise for impossible shapes
     first = (str(e).strip().splitlines() or [""])[0]
     raise ValueError(f"the model config cannot be built ({type(e).__name__}: {first[:200]})") from None
@@ -181,39 +138,6 @@ def check_shapes(task: Task, mesh) -> None:
     if x.size == 0:
       raise ValueError(f"the model config builds arrays of size zero ({jax.tree_util.keystr(path)}, shape "
                        f"{x.shape}); check the widths, latent_dim and image_size")
-
-
-class WorkdirBusy(RuntimeError):
-  """Another process is training in this workdir."""
-
-
-@contextlib.contextmanager
-def workdir_lock(workdir: str):
-  """An exclusive lock on workdir/.lock for the duration of a run (taken by the primary
-  process of a multi-process run). flock locks belong to the open file, so the OS releases
-  them when the process exits in any way (even kill -9): a lock is never stale."""
-  if not parallel.is_primary():
-    yield
-    return
-  path = os.path.join(workdir, ".lock")
-  f = open(path, "a+")
-  try:
-    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    f.seek(0)
-    owner = f.read().strip() or "?"
-    f.close()
-    raise WorkdirBusy(f"another run (pid {owner}) is training in {workdir}; wait for it or use another "
-                      f"--workdir") from None
-  f.seek(0)
-  f.truncate()
-  f.write(str(os.getpid()))
-  f.flush()
-  try:
-    yield
-  finally:
-    fcntl.flock(f, fcntl.LOCK_UN)
-    f.close()
 
 
 def write_data_record(config, workdir: str, data, stream) -> None:
@@ -250,20 +174,22 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     start = 0
   else:
     ckpt.close()
-    state, step_key, start = restore_latest(task, workdir, mesh, quarantine=True)
+    state, step_key, start = workdir_lib.restore_latest(task, workdir, mesh, quarantine=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   primary = parallel.is_primary()
   if primary and (config.data.source != "toy" or data is not None):
     write_data_record(config, workdir, data, stream)
   step_fn = parallel.jit_step(task.step, mesh)
   variables_fn = jax.jit(task.generator_variables)
+  networks_fn = jax.jit(task.saved_networks)
   fixed_z = parallel.replicate(steps.sample_latent(keys["samples"], 64, task.latent_dim), mesh)
   sample_fn = jax.jit(lambda v, z: task.generator.apply(v, z))
   writer = MetricsWriter(workdir, start) if primary else None
 
   def save(step, metrics=None):
     meta = {"step": step, "data_step": step, "kind": task.kind, "config": json.loads(config.to_json())}
-    ckpt.save(step, {"state": state, "rng": jax.random.key_data(step_key)}, meta, metrics)
+    ckpt.save(step, {"state": state, "rng": jax.random.key_data(step_key)}, meta, metrics,
+              networks=networks_fn(state))
 
   stop = {"requested": False}
   previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
@@ -321,30 +247,3 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     signal.signal(signal.SIGTERM, previous)
     ckpt.close()
   return state
-
-
-def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
-  """(teacher model config, {'g': EMA variables with their own batch stats, 'd': D variables})
-  from a teacher (or scratch) workdir, checked against `config`'s data and latent spec."""
-  from gandistill_jax import tasks
-  if not os.path.isdir(teacher_dir):
-    raise FileNotFoundError(f"--teacher {teacher_dir}: no such workdir")
-  t_config = workdir_lib.load_config(teacher_dir)
-  if "distill" in t_config:
-    raise ValueError(f"--teacher {teacher_dir} is a distill run; give a teacher workdir")
-  for key in ("image_size", "channels", "latent_dim"):
-    if t_config.model[key] != config.model[key]:
-      raise ValueError(f"--teacher {teacher_dir} has model.{key}={t_config.model[key]!r} but this config "
-                       f"has {config.model[key]!r}; they must match")
-  task = tasks.gan_task(t_config)
-  try:
-    state, _, _ = restore_latest(task, teacher_dir, parallel.make_mesh())
-  except FileNotFoundError:
-    raise FileNotFoundError(f"--teacher {teacher_dir} has no checkpoint yet; train it first") from None
-  share = steps.ema_init_share(int(state.step), t_config.train.ema_decay, t_config.train.ema_warmup)
-  if share > 0.1:
-    print(f"gandistill: warning: the teacher's EMA generator ({teacher_dir}) still holds {share:.0%} of its "
-          f"initial weights after {int(state.step)} steps (train.ema_decay={t_config.train.ema_decay}, no "
-          f"warm-up); train it longer or with train.ema_warmup=True", file=sys.stderr, flush=True)
-  g_vars = jax.jit(task.generator_variables)(state)
-  return t_config.model, parallel.to_host({"g": g_vars, "d": {"params": state.d_params, "batch_stats": state.d_stats}})

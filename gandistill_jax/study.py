@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, distill, export, loop, steps, tasks
+from gandistill_jax import config as config_lib, distill, export, loop, steps, tasks, workdir as workdir_lib
 from gandistill_jax.eval import efficiency, evaluate
 from gandistill_jax.images import grid
 
@@ -145,7 +145,7 @@ def _train(run: Run, wd: str, teacher_dir: str, progress: bool) -> None:
   config, start = run.config, time.perf_counter()
   if run.kind == "distill":
     config = ml_collections.ConfigDict(config.to_dict())
-    t_model, teacher = loop.load_teacher(teacher_dir, config)
+    t_model, teacher = workdir_lib.load_teacher(teacher_dir, config)
     config.teacher_model = ml_collections.ConfigDict(t_model.to_dict())
     config.distill.teacher_dir = os.path.abspath(teacher_dir)
     loop.train(config, wd, distill.distill_task(config, teacher), progress=progress)

@@ -23,6 +23,8 @@ class Task:
   init: Callable[[jax.Array], Any]     # rng -> fresh state
   step: Callable                       # pure (state, batch, rng) -> (state, metrics)
   generator_variables: Callable        # state -> {'params', 'batch_stats'} to sample with
+  saved_networks: Callable             # state -> {item name: variables} a checkpoint also keeps, to be
+                                       # read without the trainer (workdir.restore_network)
   global_batch: int                    # real samples per step (all processes)
 
   @property
@@ -43,9 +45,12 @@ def gan_task(config: ml_collections.ConfigDict, kind: str = "teacher") -> Task:
   gen, disc = models.build_generator(config.model), models.build_discriminator(config.model)
   g_tx = state_lib.adam(config.optim.g_lr, config.optim)
   d_tx = state_lib.adam(config.optim.d_lr, config.optim)
+  generator_variables = ema_variables(gen, config.model.latent_dim, config.seed)
   return Task(
       kind=kind, config=config, generator=gen,
       init=lambda rng: state_lib.init_gan_state(gen, disc, g_tx, d_tx, rng, config.model),
       step=steps.make_teacher_step(gen, disc, g_tx, d_tx, config),
-      generator_variables=ema_variables(gen, config.model.latent_dim, config.seed),
+      generator_variables=generator_variables,
+      saved_networks=lambda state: {"generator": generator_variables(state),
+                                    "discriminator": {"params": state.d_params, "batch_stats": state.d_stats}},
       global_batch=config.train.batch_size * config.loss.n_critic)

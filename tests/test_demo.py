@@ -67,7 +67,7 @@ def test_scratch_runs_in_the_side_process_train_as_they_would_alone(tmp_path):
   distilled students: the same parameters, bit for bit, as training them in this process."""
   import jax
   import numpy as np
-  from gandistill_jax import loop, parallel, tasks
+  from gandistill_jax import loop, parallel, tasks, workdir as workdir_lib
   folder = make_idx_folder(str(tmp_path / "idx"), n_train=256, n_test=128)
   sets = ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'",
           f"eval.cache_dir='{tmp_path / 'cache'}'"]
@@ -80,6 +80,6 @@ def test_scratch_runs_in_the_side_process_train_as_they_would_alone(tmp_path):
   assert open(os.path.join(side, "scratch_w8r7", "train.log")).read().count("finished at step 3") == 1
   task = tasks.gan_task(runs[0].config, "scratch")
   alone = loop.train(runs[0].config, str(tmp_path / "alone"), task, progress=False)
-  state, _, _ = loop.restore_latest(task, os.path.join(side, "scratch_w8r7"), parallel.make_mesh())
+  state, _, _ = workdir_lib.restore_latest(task, os.path.join(side, "scratch_w8r7"), parallel.make_mesh())
   for a, b in zip(jax.tree.leaves(parallel.to_host(state)), jax.tree.leaves(parallel.to_host(alone))):
     np.testing.assert_array_equal(a, b)

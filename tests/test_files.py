@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from gandistill_jax import cli, export, loop, parallel, tasks
+from gandistill_jax import cli, export, loop, parallel, tasks, workdir as workdir_lib
 from gandistill_jax.checkpoint import CorruptCheckpoint
 from gandistill_jax.data import pipeline
 from gandistill_jax.data.errors import DataError
@@ -32,9 +32,9 @@ def data_files(step_dir):
   differs from run to run: Orbax's writer threads commit separately, and superseded b-tree
   nodes stay behind unread (in a scan of four 4-step runs, halving any one file under 1 kB went
   unnoticed; in one loaded CI run, halving the largest file did too). So the damage below
-  hits every data file, the way a crash or a bad disk would hit the whole folder."""
-  files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
-           if os.path.basename(r) == "d"]
+  hits every data file of every item (the state and the networks kept beside it), the way a
+  crash or a bad disk would hit the whole folder."""
+  files = [os.path.join(r, f) for r, _, fs in os.walk(step_dir) for f in fs if os.path.basename(r) == "d"]
   assert files, f"no data files in {step_dir}"
   return files
 
@@ -66,7 +66,7 @@ def test_a_corrupt_latest_checkpoint_is_skipped_and_the_run_resumes_to_the_same_
   loop.train(config, w, tasks.gan_task(config), progress=False, data=IMAGES)
   damage(os.path.join(w, "checkpoints", "4"))
   capsys.readouterr()
-  state, _, step = loop.restore_latest(tasks.gan_task(config), w, parallel.make_mesh(jax.devices()[:1]))
+  state, _, step = workdir_lib.restore_latest(tasks.gan_task(config), w, parallel.make_mesh(jax.devices()[:1]))
   err = capsys.readouterr().err.strip().splitlines()
   assert step == 2 and len(err) == 1 and "checkpoint step 4 in" in err[0] and err[0].endswith("using step 2")
   export.load_generator(w)   # sample, eval and export read the same way
@@ -135,9 +135,9 @@ def test_a_prepared_idx_build_is_reused_only_for_the_same_files(tmp_path):
 def test_a_second_run_on_a_busy_workdir_is_refused_in_one_line(tmp_path, capsys):
   w = str(tmp_path / "w")
   os.makedirs(w)
-  with loop.workdir_lock(w):
+  with workdir_lib.workdir_lock(w):
     config = small_config()
-    with pytest.raises(loop.WorkdirBusy, match=f"another run \\(pid {os.getpid()}\\) is training in"):
+    with pytest.raises(workdir_lib.WorkdirBusy, match=f"another run \\(pid {os.getpid()}\\) is training in"):
       loop.train(config, w, tasks.gan_task(config), progress=False, data=IMAGES)
     code = subprocess.run([sys.executable, "-m", "gandistill_jax.cli", "train-teacher", "--config", QUICK,
                            "--workdir", w, "--quiet", *sets("data.source='toy'", "model.family='mlp'")],

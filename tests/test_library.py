@@ -147,7 +147,7 @@ def test_old_three_section_distill_workdirs_still_load(tmp_path, idx_data):
 
 def readme_library_script() -> str:
   readme = open(os.path.join(REPO, "README.md")).read()
-  section = readme[readme.index("### Use as a library"):]
+  section = readme[readme.index("## Use as a library"):]
   return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

@@ -53,7 +53,7 @@ def test_tiny_teacher_run_end_to_end_through_the_cli(tmp_path, idx_data):
 
 def final_params(workdir):
   config = workdir_lib.load_config(workdir)
-  state, _, step = loop.restore_latest(tasks.gan_task(config), workdir, parallel.make_mesh(jax.devices()[:1]))
+  state, _, step = workdir_lib.restore_latest(tasks.gan_task(config), workdir, parallel.make_mesh(jax.devices()[:1]))
   return jax.device_get(state), step
 
 
@@ -105,7 +105,7 @@ def test_resume_onto_eight_devices_from_a_one_device_checkpoint(tmp_path, idx_da
     longer = config_lib.apply_overrides(config, ["train.steps=6"])
     one = loop.train(longer, str(tmp_path / "copy1"), tasks.gan_task(longer),
                      mesh=parallel.make_mesh(jax.devices()[:1]), progress=False)
-    state8, _, step = loop.restore_latest(tasks.gan_task(config), w, parallel.make_mesh(jax.devices()))
+    state8, _, step = workdir_lib.restore_latest(tasks.gan_task(config), w, parallel.make_mesh(jax.devices()))
     assert step == 4 and len(jax.tree.leaves(state8)[0].sharding.device_set) == 8
     eight = loop.train(longer, w, tasks.gan_task(longer), mesh=parallel.make_mesh(jax.devices()), progress=False)
   chex.assert_trees_all_close(jax.device_get(eight), jax.device_get(one), atol=1e-5, rtol=1e-4)

@@ -13,7 +13,7 @@ import chex
 import jax
 import pytest
 
-from gandistill_jax import export, loop, parallel, workdir as workdir_lib
+from gandistill_jax import distill, parallel, tasks, workdir as workdir_lib
 from gandistill_jax.checkpoint import Checkpointer
 from test_loop_cli import DISTILL, QUICK, sets
 
@@ -49,8 +49,9 @@ def run(args, processes: int, devices_each: int, log_dir: str, timeout: float = 
 
 
 def final_state(workdir):
-  task = export.task_for(workdir_lib.load_config(workdir))
-  state, _, step = loop.restore_latest(task, workdir, parallel.make_mesh(jax.devices()[:1]))
+  config = workdir_lib.load_config(workdir)
+  task = distill.distill_task(config) if "distill" in config else tasks.gan_task(config)
+  state, _, step = workdir_lib.restore_latest(task, workdir, parallel.make_mesh(jax.devices()[:1]))
   return jax.device_get(state), step
 
 

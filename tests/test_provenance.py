@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import gandistill_jax as gd
-from gandistill_jax import cli, config as config_lib, loop, steps, tasks
+from gandistill_jax import config as config_lib, loop, steps, tasks, workdir as workdir_lib
 from gandistill_jax.data import arrays, idx
 from gandistill_jax.data.errors import DataError
 from gandistill_jax.eval import classifier, evaluate
@@ -86,7 +86,7 @@ def test_distilling_a_teacher_whose_ema_barely_moved_warns(tmp_path, capsys):
   c.train.update(steps=4, ckpt_every=4, sample_every=4, log_every=4, ema_warmup=False)
   loop.train(c, str(tmp_path / "t"), tasks.gan_task(c), progress=False, data=(images, labels))
   capsys.readouterr()
-  loop.load_teacher(str(tmp_path / "t"), c)
+  workdir_lib.load_teacher(str(tmp_path / "t"), c)
   err = capsys.readouterr().err
   assert "warning: the teacher's EMA generator" in err and "100% of its initial weights after 4 steps" in err
 

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import sys
-from typing import Callable
 
 import flax.linen as nn
 import flax.serialization
@@ -60,6 +59,7 @@ def train_classifier(images, labels, num_classes: int, seed: int = 0, epochs: in
   """Params of a Classifier trained with Adam on float images in [-1, 1]."""
   model = Classifier(num_classes)
   params = model.init(jax.random.key(seed), jnp.zeros((1,) + images.shape[1:]))["params"]
+  batch = min(batch, len(images))   # a small dataset still gets `epochs` passes
   steps_total = epochs * (len(images) // batch)
   tx = optax.adam(optax.cosine_decay_schedule(lr, steps_total))
   opt = tx.init(params)

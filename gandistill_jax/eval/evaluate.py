@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, export, parallel, steps, workdir as workdir_lib
+from gandistill_jax import config as config_lib, parallel, steps, workdir as workdir_lib
 from gandistill_jax.data import arrays
 from gandistill_jax.data.errors import DataError
 from gandistill_jax.eval import classifier, efficiency, metrics
@@ -222,7 +222,7 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
   (the caller's images) are explicit choices of other reference data or networks."""
   if num < 1:
     raise ValueError(f"num={num}: evaluation needs at least 1 sample")
-  gen, variables, config = export.workdir_generator_variables(workdir)
+  gen, variables, config, _ = workdir_lib.restore_network(workdir, "generator")
   for item in overrides:
     if not item.partition("=")[0].startswith(("data.", "eval.")):
       raise ValueError(f"--set {item!r}: eval takes data.* and eval.* keys only (the run's own config is fixed)")
@@ -246,11 +246,11 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
                            "weights": os.path.basename(config.eval.inception_weights)}
   teacher = None
   if "distill" in config:
-    teacher = export.workdir_generator_variables(workdir, "teacher")
+    teacher = workdir_lib.restore_network(workdir, "teacher")
   elif teacher_dir:
-    teacher = export.workdir_generator_variables(teacher_dir)
+    teacher = workdir_lib.restore_network(teacher_dir, "generator")
   if teacher is not None:
-    t_gen, t_vars, _ = teacher
+    t_gen, t_vars, _, _ = teacher
     fidelity_num = min(fidelity_num, num)
     result["fidelity"] = fidelity(extractor, samples[:fidelity_num],
                                   generate(t_gen, t_vars, latent, fidelity_num))
