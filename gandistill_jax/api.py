@@ -38,13 +38,13 @@ def distill_student(config: ml_collections.ConfigDict, teacher_dir: str, workdir
   """Distills the teacher trained in `teacher_dir` into the student `config.model`
   (`gandistill distill`; not named `distill`, which is the module gandistill_jax.distill).
 
-  `config` needs a `distill` section (distill.default_distill_config()); the teacher's
+  `config` needs a `distill` section (config.default_distill_config()); the teacher's
   architecture is read from its workdir and recorded as `config.teacher_model`.
   `extra_terms` are objectives.Term added to the configured ones (give the same ones to
   resume). Returns the final state."""
   config = config_lib.upgrade(ml_collections.ConfigDict(config.to_dict()))
   if "distill" not in config:
-    raise ValueError("the config has no 'distill' section; add distill.default_distill_config()")
+    raise ValueError("the config has no 'distill' section; add gandistill_jax.config.default_distill_config()")
   teacher_model, teacher = workdir_lib.load_teacher(teacher_dir, config)
   config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
   config.distill.teacher_dir = os.path.abspath(teacher_dir)

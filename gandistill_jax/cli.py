@@ -110,8 +110,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_demo(args) -> None:
-  from gandistill_jax import config as config_lib, study
-  base = config_lib.apply_overrides(study.demo_base(), args.set or [])
+  from gandistill_jax import config as config_lib, recipes, study
+  base = config_lib.apply_overrides(recipes.demo_base(), args.set or [])
   runs = study.demo_runs(base, tiny=args.tiny)
   if args.tiny:
     for run in runs:

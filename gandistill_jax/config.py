@@ -91,6 +91,44 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def default_distill_config() -> ml_collections.ConfigDict:
+  """The `distill` section of a distill run's config (gandistill_jax.distill reads it)."""
+  d = ml_collections.ConfigDict()
+  d.mode = "online"          # online | offline
+  d.offline_path = ""        # offline: the .npz written by `gandistill dump-teacher`
+  d.student_init = "random"  # random | teacher (channels selected from the teacher's, gandistill_jax.prune)
+  d.prune_by = "bn_scale"    # student_init='teacher': bn_scale | l1 (see prune.select_channels)
+  d.g_lr = 0.0               # the student's learning rate (0 = optim.g_lr)
+  # Terms: weight > 0 turns a term on; *_schedule multiplies it (objectives.schedule).
+  d.pixel_weight = 1.0
+  d.pixel_p = 1
+  d.pixel_schedule = "constant"
+  d.adv_weight = 0.0
+  d.adv_schedule = "constant"
+  d.adv_balance = False      # VQGAN-style adaptive weight against the pixel term
+  d.warmup_steps = 0         # the adversarial term starts at this step
+  d.dfeat_weight = 0.0
+  d.dfeat_layer_weights = ()  # () = by dfeat_layer_weighting
+  d.dfeat_layer_weighting = "uniform"  # uniform (1/n each) | tinygan (..., 1/8, 1/4, 1)
+  d.dfeat_d = "teacher"      # teacher (frozen D) | student (the student-side D, TinyGAN)
+  d.dfeat_schedule = "constant"
+  d.dfeat_balance = False
+  d.gfeat_weight = 0.0
+  d.content_weight = 0.0     # GCC content (RMSE of D activations)
+  d.style_weight = 0.0       # GCC style (RMSE of Gram matrices)
+  d.gcc_d = "teacher"        # which D's activations GCC compares
+  d.mmd_weight = 0.0
+  d.mmd_balance = False
+  # The student-side discriminator (trained when adv or a 'student' D term is on).
+  d.d_init = "fresh"         # fresh | teacher
+  d.d_width = 0              # fresh D width (0 = the student's g_width)
+  d.d_spectral_norm = False  # fresh D: spectral norm instead of the teacher's normalisation
+  d.d_loss = ""              # '' = loss.name; e.g. 'hinge' (TinyGAN)
+  d.d_real = "data"          # data: real vs student | teacher: teacher vs student (TinyGAN)
+  d.d_real_data_weight = 0.0  # d_real='teacher': real data also counts as real, at this weight
+  return d
+
+
 def cache_dir(config) -> str:
   """Where evaluation networks, reference features and compiled XLA programs are cached:
   eval.cache_dir, else $GANDISTILL_CACHE, else ~/.cache/gandistill_jax."""

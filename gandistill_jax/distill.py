@@ -91,16 +91,16 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
   d_cfg = ml_collections.ConfigDict(config.teacher_model.to_dict())
   if dc.d_init == "fresh":
     d_cfg.d_width = dc.d_width or config.model.g_width
-    if dc.get("d_spectral_norm", False):
+    if dc.d_spectral_norm:
       d_cfg.update(d_spectral_norm=True, d_batch_norm=False)
   elif dc.d_init != "teacher":
     raise ValueError(f"distill.d_init={dc.d_init!r} is unknown; use 'fresh' or 'teacher'")
-  d_real = dc.get("d_real", "data")
+  d_real = dc.d_real
   if d_real not in ("data", "teacher"):
     raise ValueError(f"distill.d_real={d_real!r} is unknown; use 'data' (D learns real vs student) or "
                      f"'teacher' (D learns teacher vs student, TinyGAN)")
   d_loss_cfg = ml_collections.ConfigDict(config.loss.to_dict())
-  if dc.get("d_loss", ""):
+  if dc.d_loss:
     d_loss_cfg.name = dc.d_loss
   adv = losses.adversarial(d_loss_cfg.name)
   terms = objectives.terms_from_config(dc, adv.g_loss) + list(extra_terms)
@@ -112,17 +112,17 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
     raise ValueError(f"distill terms must have distinct names; got {names}")
   use_disc = _needs_disc(dc, extra_terms)
   disc = models.build_discriminator(d_cfg)
-  s_tx = state_lib.adam(dc.get("g_lr", 0.0) or config.optim.g_lr, config.optim)
+  s_tx = state_lib.adam(dc.g_lr or config.optim.g_lr, config.optim)
   d_tx = state_lib.adam(config.optim.d_lr, config.optim)
-  dtype = config.train.get("compute_dtype", "float32")
+  dtype = config.train.compute_dtype
   d_update = steps.make_d_update(disc, d_tx, d_loss_cfg, dtype)
-  real_weight = dc.get("d_real_data_weight", 0.0)
+  real_weight = dc.d_real_data_weight
   if dc.mode not in ("online", "offline"):
     raise ValueError(f"distill.mode={dc.mode!r} is unknown; use 'online' or 'offline'")
   if dc.mode == "offline" and dc.gfeat_weight:
     raise ValueError("distill.gfeat_weight needs the teacher's activations, which offline mode does not "
                      "have; use distill.mode='online'")
-  student_init = dc.get("student_init", "random")
+  student_init = dc.student_init
   if student_init not in ("random", "teacher"):
     raise ValueError(f"distill.student_init={student_init!r} is unknown; use 'random' or 'teacher'")
   z0 = jnp.zeros((2, latent))
@@ -135,7 +135,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
     s_vars = models.init_variables(s_gen, k_s, z0)
     if student_init == "teacher":
       s_vars = prune.student_from_teacher(t_vars["g"], config.teacher_model, config.model, s_vars,
-                                          dc.get("prune_by", "bn_scale"))
+                                          dc.prune_by)
     t_shapes = _feature_shapes(t_gen, t_vars["g"], z0)
     s_shapes = _feature_shapes(s_gen, s_vars, z0)
     if dc.gfeat_weight and [s[:-1] for s in s_shapes] != [t[:-1] for t in t_shapes]:
@@ -209,43 +209,6 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
               generator_variables=generator_variables,
               saved_networks=lambda state: {"generator": generator_variables(state), "teacher": state.teacher_g},
               global_batch=config.train.batch_size)
-
-
-def default_distill_config() -> ml_collections.ConfigDict:
-  d = ml_collections.ConfigDict()
-  d.mode = "online"          # online | offline
-  d.offline_path = ""        # offline: the .npz written by `gandistill dump-teacher`
-  d.student_init = "random"  # random | teacher (channels selected from the teacher's, gandistill_jax.prune)
-  d.prune_by = "bn_scale"    # student_init='teacher': bn_scale | l1 (see prune.select_channels)
-  d.g_lr = 0.0               # the student's learning rate (0 = optim.g_lr)
-  # Terms: weight > 0 turns a term on; *_schedule multiplies it (objectives.schedule).
-  d.pixel_weight = 1.0
-  d.pixel_p = 1
-  d.pixel_schedule = "constant"
-  d.adv_weight = 0.0
-  d.adv_schedule = "constant"
-  d.adv_balance = False      # VQGAN-style adaptive weight against the pixel term
-  d.warmup_steps = 0         # the adversarial term starts at this step
-  d.dfeat_weight = 0.0
-  d.dfeat_layer_weights = ()  # () = by dfeat_layer_weighting
-  d.dfeat_layer_weighting = "uniform"  # uniform (1/n each) | tinygan (..., 1/8, 1/4, 1)
-  d.dfeat_d = "teacher"      # teacher (frozen D) | student (the student-side D, TinyGAN)
-  d.dfeat_schedule = "constant"
-  d.dfeat_balance = False
-  d.gfeat_weight = 0.0
-  d.content_weight = 0.0     # GCC content (RMSE of D activations)
-  d.style_weight = 0.0       # GCC style (RMSE of Gram matrices)
-  d.gcc_d = "teacher"        # which D's activations GCC compares
-  d.mmd_weight = 0.0
-  d.mmd_balance = False
-  # The student-side discriminator (trained when adv or a 'student' D term is on).
-  d.d_init = "fresh"         # fresh | teacher
-  d.d_width = 0              # fresh D width (0 = the student's g_width)
-  d.d_spectral_norm = False  # fresh D: spectral norm instead of the teacher's normalisation
-  d.d_loss = ""              # '' = loss.name; e.g. 'hinge' (TinyGAN)
-  d.d_real = "data"          # data: real vs student | teacher: teacher vs student (TinyGAN)
-  d.d_real_data_weight = 0.0  # d_real='teacher': real data also counts as real, at this weight
-  return d
 
 
 def dump_teacher(gen: nn.Module, variables, rng: jax.Array, num: int, latent_dim: int, batch: int = 500):

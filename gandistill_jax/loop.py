@@ -158,7 +158,7 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
   """XLA's persistent compilation cache in <cache dir>/xla (train.compile_cache), unless
   the caller configured one: a resumed or repeated run loads its compiled step instead of
   compiling it again (experiments/bench/bench_compile.py measures cold vs warm)."""
-  if config.train.get("compile_cache", True) and not jax.config.jax_compilation_cache_dir:
+  if config.train.compile_cache and not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.join(config_lib.cache_dir(config), "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 

@@ -35,14 +35,14 @@ def low_rank(kernel: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
 
 def _check(teacher_cfg, student_cfg) -> None:
   for cfg, role in ((teacher_cfg, "teacher"), (student_cfg, "student")):
-    if cfg.get("family", "dcgan") != "dcgan":
+    if cfg.family != "dcgan":
       raise ValueError(f"distill.student_init='teacher' needs DCGAN teacher and student; the {role} is "
                        f"model.family={cfg.family!r}; use distill.student_init='random'")
   for key in ("image_size", "channels", "latent_dim", "num_up"):
     if teacher_cfg.get(key, 0) != student_cfg.get(key, 0):
       raise ValueError(f"distill.student_init='teacher' needs the student's {key} to be the teacher's "
                        f"({teacher_cfg.get(key, 0)}), got {student_cfg.get(key, 0)}")
-  if teacher_cfg.get("g_proj_bias", False) and not student_cfg.get("g_proj_bias", False):
+  if teacher_cfg.g_proj_bias and not student_cfg.g_proj_bias:
     raise ValueError("distill.student_init='teacher' cannot drop the teacher's projection bias; "
                      "give the student model.g_proj_bias=True (the default)")
   if student_cfg.g_width > teacher_cfg.g_width:

@@ -91,7 +91,7 @@ def make_d_update(disc: nn.Module, d_tx: optax.GradientTransformation, loss_cfg:
   sees each batch on its own (Radford et al. 2016), reals first.
   """
   adv = losses.adversarial(loss_cfg.name)
-  gp_weight, r1_gamma = loss_cfg.get("gp_weight", 0.0), loss_cfg.get("r1_gamma", 0.0)
+  gp_weight, r1_gamma = loss_cfg.gp_weight, loss_cfg.r1_gamma
   separate = uses_batch_norm(disc)
   if separate and (gp_weight or r1_gamma):
     raise ValueError("model.d_batch_norm=True cannot be combined with loss.gp_weight or loss.r1_gamma "
@@ -147,9 +147,9 @@ def make_teacher_step(gen: nn.Module, disc: nn.Module, g_tx: optax.GradientTrans
   from-scratch student baseline.
   """
   loss_cfg, latent_dim = config.loss, config.model.latent_dim
-  n_critic = loss_cfg.get("n_critic", 1)
-  reuse_fake = loss_cfg.get("reuse_fake", False)
-  dtype = config.train.get("compute_dtype", "float32")
+  n_critic = loss_cfg.n_critic
+  reuse_fake = loss_cfg.reuse_fake
+  dtype = config.train.compute_dtype
   adv = losses.adversarial(loss_cfg.name)
   d_update = make_d_update(disc, d_tx, loss_cfg, dtype)
 

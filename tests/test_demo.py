@@ -3,7 +3,7 @@ import json
 import math
 import os
 
-from gandistill_jax import cli, config as config_lib, study
+from gandistill_jax import cli, config as config_lib, recipes, study
 from gandistill_jax.eval import evaluate
 from test_data import make_idx_folder
 
@@ -33,7 +33,7 @@ def test_tiny_demo_writes_a_complete_report(tmp_path, monkeypatch):
   assert cli.main(["demo", "--tiny", "--quiet", "--workdir", w] + [x for s in sets for x in ("--set", s)]) == 0
   # eval settings given to a finished study reach its evaluation, and an eval.json is reused
   # only when it was scored as asked (an Inception FID needs a re-eval; a different count too)
-  base = config_lib.apply_overrides(study.demo_base(), sets)
+  base = config_lib.apply_overrides(recipes.demo_base(), sets)
   calls = []
   def fake_evaluate(workdir, teacher_dir="", num=0, overrides=()):
     calls.append(list(overrides))
@@ -71,7 +71,7 @@ def test_scratch_runs_in_the_side_process_train_as_they_would_alone(tmp_path):
   folder = make_idx_folder(str(tmp_path / "idx"), n_train=256, n_test=128)
   sets = ["data.source='idx'", "data.name='mnist'", f"data.path='{folder}'", f"data.data_dir='{tmp_path / 'tfds'}'",
           f"eval.cache_dir='{tmp_path / 'cache'}'"]
-  runs = [r for r in study.demo_runs(config_lib.apply_overrides(study.demo_base(), sets), tiny=True)
+  runs = [r for r in study.demo_runs(config_lib.apply_overrides(recipes.demo_base(), sets), tiny=True)
           if r.name == "scratch_w8r7"]
   runs[0].config.train.update(steps=3, log_every=1, sample_every=3, ckpt_every=3)
   side = str(tmp_path / "side")

@@ -7,7 +7,7 @@ import pytest
 
 from gandistill_jax import distill, models, parallel, steps
 from gandistill_jax.data import toy
-from gandistill_jax.distill import default_distill_config
+from gandistill_jax.config import default_distill_config
 from helpers import random_images, teacher_setup, tiny_config
 
 

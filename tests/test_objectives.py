@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gandistill_jax import distill, objectives, parallel, study
+from gandistill_jax import distill, objectives, parallel, recipes
 from helpers import random_images
 from test_distill import assert_one_and_eight_devices_agree, changed, distill_config, random_teacher, setup
 
@@ -197,10 +197,10 @@ def test_a_custom_term_can_ask_for_the_student_side_discriminator():
   assert changed(before, jax.device_get(after)) == {"s_params.generator", "d_params"} and "fool" in m
 
 
-@pytest.mark.parametrize("name", study.RECIPES)
+@pytest.mark.parametrize("name", recipes.RECIPES)
 def test_every_named_recipe_takes_a_finite_step(name):
   config = distill_config(student_width=4)
-  config.distill.update(study.recipe(name, 12), student_init="teacher")
+  config.distill.update(recipes.recipe(name, 12), student_init="teacher")
   _, state, step, mesh = setup(config, jax.devices()[:1])
   _, m = step(state, parallel.host_to_global({"image": random_images(16)}, mesh), jax.random.key(1))
   assert all(np.isfinite(float(v)) for v in jax.device_get(m).values()), m

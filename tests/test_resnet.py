@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from gandistill_jax import cli, distill, models, parallel, study
-from gandistill_jax.distill import default_distill_config
+from gandistill_jax import cli, distill, models, parallel, recipes
+from gandistill_jax.config import default_distill_config
 from test_teacher_step import run_steps
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs")
 
 
 def tiny_sngan(size=32, width=4):
-  c = study.sngan_base("cifar10", size)
+  c = recipes.sngan_base("cifar10", size)
   c.model.update(g_width=width, d_width=width, latent_dim=16)
   c.train.batch_size = 8
   return c
@@ -28,7 +28,7 @@ def tiny_sngan(size=32, width=4):
 
 @pytest.mark.parametrize("size, g_params, d_params", [(32, 4_270_339 + 4 * 4 * 256, 1_053_825), (64, 8_530_371 + 4 * 4 * 512, 19_542_721)])
 def test_published_widths_give_the_sngan_sizes_and_shapes(size, g_params, d_params):
-  c = study.sngan_base("cifar10", size).model
+  c = recipes.sngan_base("cifar10", size).model
   gen, disc = models.build_generator(c), models.build_discriminator(c)
   g = jax.eval_shape(lambda: models.init_variables(gen, jax.random.key(0), jnp.zeros((2, 128))))
   d = jax.eval_shape(lambda: models.init_variables(disc, jax.random.key(0), jnp.zeros((2, size, size, 3))))
@@ -37,7 +37,7 @@ def test_published_widths_give_the_sngan_sizes_and_shapes(size, g_params, d_para
   assert images.shape == (2, size, size, 3) and feats[-1].shape[1] == size
   assert jax.eval_shape(lambda v: disc.apply(v, jnp.zeros((2, size, size, 3))), d).shape == (2,)
   with pytest.raises(ValueError, match="image_size=28 is not supported by the ResNet family"):
-    models.build_generator(study.sngan_base("cifar10", 28).model).init(jax.random.key(0), jnp.zeros((1, 128)))
+    models.build_generator(recipes.sngan_base("cifar10", 28).model).init(jax.random.key(0), jnp.zeros((1, 128)))
 
 
 def test_one_and_eight_devices_give_the_same_resnet_teacher_step():

@@ -11,7 +11,6 @@ frameworks, one input within 3e-8 of zero is likely, and there each side picks i
 slope. On an Intel AMX machine one first-layer input came out +6.7e-10 in JAX and -3.6e-10
 in PyTorch, and that one slope changed the kernel gradient of its channel by up to 10%. In
 float64 the rounding differences are ~1e-16 and a tie is no longer a practical chance."""
-import ml_collections
 import jax
 import jax.numpy as jnp
 import numpy as np

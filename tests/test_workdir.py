@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import gandistill_jax as gd
-from gandistill_jax import (config as config_lib, distill, export, loop, objectives, parallel, tasks,
+from gandistill_jax import (config as config_lib, export, loop, objectives, parallel, tasks,
                             workdir as workdir_lib)
 from gandistill_jax.eval import evaluate
 
@@ -75,7 +75,7 @@ def test_checkpoints_older_than_the_network_items_still_read(tmp_path):
 def test_a_distill_run_keeps_its_teacher_and_an_extra_term_needing_a_d_reads_back(tmp_path):
   c, teacher_dir, _, _ = trained(tmp_path, "teacher")
   s = tiny_config(g_width=2)
-  s.distill = distill.default_distill_config()
+  s.distill = config_lib.default_distill_config()
   s.train.update(steps=2, ckpt_every=2, sample_every=2, log_every=2)
   w = str(tmp_path / "student")
   fool = objectives.Term("fool", lambda t: -jnp.mean(t.disc(t.image)[0]), weight=0.1, needs_disc=True)

@@ -46,7 +46,7 @@ def main():
       d = ml_collections.ConfigDict(c.to_dict())
       d.teacher_model = ml_collections.ConfigDict(c.model.to_dict())
       d.model.update(g_width=width, proj_rank=rank)
-      d.distill = distill.default_distill_config()
+      d.distill = config_lib.default_distill_config()
       d.distill.adv_weight = adv
       rate = steps_per_s(distill.distill_task(d), a.steps)
       print(f"distill_step {name:5s} student width {width:2d}: {rate:.1f} steps/s = {rate / teacher_rate:.1f}x teacher_step")

@@ -19,7 +19,6 @@ import os
 import sys
 import tempfile
 
-import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -5,9 +5,9 @@ student from the teacher is implemented for DCGAN only).
     gandistill distill --config experiments/configs/celeba64_sngan_distill.py \
         --teacher runs/celeba64_teacher --workdir runs/celeba64_distill_w16 [--set model.g_width=8]
 """
-from gandistill_jax import study
+from gandistill_jax import recipes
 
 
 def get_config():
-  teacher = study.sngan_base("celeb_a", 64)
-  return study.distill_config(teacher, study.Student("resnet", 16), 30000, study.DEFAULT_RECIPE, "random")
+  teacher = recipes.sngan_base("celeb_a", 64)
+  return recipes.distill_config(teacher, recipes.Student("resnet", 16), 30000, recipes.DEFAULT_RECIPE, "random")

@@ -4,8 +4,8 @@ SNGAN recipe and the teacher's discriminator.
     gandistill train-scratch --config experiments/configs/celeba64_sngan_scratch.py \
         --workdir runs/celeba64_scratch_w16 [--set model.g_width=8]
 """
-from gandistill_jax import study
+from gandistill_jax import recipes
 
 
 def get_config():
-  return study.scratch_config(study.sngan_base("celeb_a", 64), study.Student("resnet", 16), 30000)
+  return recipes.scratch_config(recipes.sngan_base("celeb_a", 64), recipes.Student("resnet", 16), 30000)

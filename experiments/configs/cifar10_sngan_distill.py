@@ -5,9 +5,9 @@ student from the teacher is implemented for DCGAN only).
     gandistill distill --config experiments/configs/cifar10_sngan_distill.py \
         --teacher runs/cifar10_teacher --workdir runs/cifar10_distill_w16 [--set model.g_width=8]
 """
-from gandistill_jax import study
+from gandistill_jax import recipes
 
 
 def get_config():
-  teacher = study.sngan_base("cifar10", 32)
-  return study.distill_config(teacher, study.Student("resnet", 16), 30000, study.DEFAULT_RECIPE, "random")
+  teacher = recipes.sngan_base("cifar10", 32)
+  return recipes.distill_config(teacher, recipes.Student("resnet", 16), 30000, recipes.DEFAULT_RECIPE, "random")

@@ -4,8 +4,8 @@ SNGAN recipe and the teacher's discriminator.
     gandistill train-scratch --config experiments/configs/cifar10_sngan_scratch.py \
         --workdir runs/cifar10_scratch_w16 [--set model.g_width=8]
 """
-from gandistill_jax import study
+from gandistill_jax import recipes
 
 
 def get_config():
-  return study.scratch_config(study.sngan_base("cifar10", 32), study.Student("resnet", 16), 30000)
+  return recipes.scratch_config(recipes.sngan_base("cifar10", 32), recipes.Student("resnet", 16), 30000)

@@ -8,7 +8,7 @@ and reference split).
 Reference runs (teacher width 64; students: pixel = MSE with Adam 1e-3, joint = 0.5 MSE +
 0.5 adversarial vs a fresh width-64 D, scratch = its GAN at the student's width) write
 10,000 EMA samples as .npz; they are reused when present. Ours: the Fashion-MNIST teacher
-config, students cut from our teacher (study.DEFAULT_INIT) and distilled with our `pixel`
+config, students cut from our teacher (recipes.DEFAULT_INIT) and distilled with our `pixel`
 recipe (L1, Adam 1e-3) and our default recipe, and our scratch baseline (the teacher's recipe and
 discriminator, the generator at the student's width). Prints one table and writes <table>.md / <table>.json.
 
@@ -17,7 +17,7 @@ Inception FID too: `--inception-weights ~/.cache/gandistill_jax/inception_fid.np
 FID on InceptionV3 pool3 features for every row, on the first N samples of each set.
 
 The study's students: a width `WrR` (e.g. `--widths 32 24r16 8r12`) is our width-W student
-with a rank-R latent projection (study.Student); the reference has no low-rank projection,
+with a rank-R latent projection (recipes.Student); the reference has no low-rank projection,
 so it runs at width W full rank, a larger generator than ours (its samples are shared
 with plain width W). `--reference-low-rank` gives the reference's student the same rank-R
 projection instead (experiments/reference/torch_reference_low_rank.py; samples ref_<objective>_wWrR):
@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "configs"))
 REFERENCE = os.path.join(HERE, "torch_dcgan_train.py")
 REFERENCE_LOW_RANK = os.path.join(HERE, "torch_reference_low_rank.py")
 
-from gandistill_jax import study  # noqa: E402
+from gandistill_jax import recipes, study  # noqa: E402
 from gandistill_jax.data import pipeline  # noqa: E402
 from gandistill_jax.eval import evaluate  # noqa: E402
 
@@ -64,11 +64,11 @@ def reference_run(workdir: str, mode: str, width: int, steps_: int, name: str, s
 
 
 def student_of(spec: str):
-  """'24r16' -> study.Student('dcgan', 24, 16); '16' -> study.Student('dcgan', 16)."""
+  """'24r16' -> recipes.Student('dcgan', 24, 16); '16' -> recipes.Student('dcgan', 16)."""
   m = re.fullmatch(r"(\d+)(?:r(\d+))?", spec)
   if not m:
     raise argparse.ArgumentTypeError(f"width {spec!r}: expected W or WrR, e.g. 16 or 24r16")
-  return study.Student("dcgan", int(m[1]), int(m[2] or 0))
+  return recipes.Student("dcgan", int(m[1]), int(m[2] or 0))
 
 
 OBJECTIVES = {"pixel": "pixel", "joint": "joint", "scratch": "gan"}   # ours -> the reference's --mode
@@ -112,10 +112,10 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--steps", type=int, default=4000)
-  ap.add_argument("--widths", type=student_of, nargs="+", default=[study.Student("dcgan", 16)],
+  ap.add_argument("--widths", type=student_of, nargs="+", default=[recipes.Student("dcgan", 16)],
                   help="student widths, W or WrR (a rank-R latent projection)")
   ap.add_argument("--num", type=int, default=10000, help="samples scored per run")
-  ap.add_argument("--recipe", default=study.DEFAULT_RECIPE, help="our distill recipe in the 'joint' column")
+  ap.add_argument("--recipe", default=recipes.DEFAULT_RECIPE, help="our distill recipe in the 'joint' column")
   ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
                   help="which student rows to run")
   ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every student row once per seed")
@@ -136,9 +136,9 @@ def main():
   refs = {"teacher": ("gan", 64, "ref_teacher", 0, 0)}
   groups = {}   # "scratch_w8" -> row names over seeds
   for s in a.widths:
-    ours_configs = {"pixel": ("distill", lambda: study.distill_config(teacher, s, a.steps, "pixel", study.DEFAULT_INIT)),
-                    "joint": ("distill", lambda: study.distill_config(teacher, s, a.steps, a.recipe, study.DEFAULT_INIT)),
-                    "scratch": ("scratch", lambda: study.scratch_config(teacher, s, a.steps))}
+    ours_configs = {"pixel": ("distill", lambda: recipes.distill_config(teacher, s, a.steps, "pixel", recipes.DEFAULT_INIT)),
+                    "joint": ("distill", lambda: recipes.distill_config(teacher, s, a.steps, a.recipe, recipes.DEFAULT_INIT)),
+                    "scratch": ("scratch", lambda: recipes.scratch_config(teacher, s, a.steps))}
     for objective in a.objectives:
       for seed in a.seeds:
         name = f"{objective}_{s.tag}" + (f"_s{seed}" if seed else "")

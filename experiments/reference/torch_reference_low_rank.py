@@ -6,7 +6,7 @@ projection in its student, so that it has the size of this package's low-rank st
 
 Every argument but --rank goes to the reference unchanged. The student's generator (width
 --width) becomes z(100) -> Linear(100, R) -> Linear(R, 7x7x2n) -> ... (the reference's
-G after its first layer), as study.Student's `proj_rank` does here; a teacher of another
+G after its first layer), as recipes.Student's `proj_rank` does here; a teacher of another
 width keeps the reference's G. Everything else (init, losses, optimisers, EMA, batch-norm
 recalibration, samples) is the reference's own code. torch is an experiment-only dependency.
 """

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from gandistill_jax import loop, study, workdir as workdir_lib
+from gandistill_jax import recipes, study, workdir as workdir_lib
 from gandistill_jax.eval import evaluate
 
 # name -> (recipes, students, inits, steps). Students are (family, width, proj_rank);
@@ -37,20 +37,20 @@ GRIDS = {
 
 def cells(grid: str, teacher_cfg) -> list[tuple[str, study.Run]]:
   """(recipe, run) for every cell of the grid."""
-  recipes, students, inits, steps_list = GRIDS[grid]
+  recipe_names, students, inits, steps_list = GRIDS[grid]
   runs = []
-  for recipe, (family, width, rank), init, steps_ in itertools.product(recipes, students, inits, steps_list):
-    student = study.Student(family, width, rank)
+  for recipe, (family, width, rank), init, steps_ in itertools.product(recipe_names, students, inits, steps_list):
+    student = recipes.Student(family, width, rank)
     if recipe == "scratch":
       if init != inits[0]:
         continue   # a scratch student has no teacher init
       runs.append((recipe, study.Run(f"scratch_{student.tag}_{steps_}", "scratch",
-                                     study.scratch_config(teacher_cfg, student, steps_))))
+                                     recipes.scratch_config(teacher_cfg, student, steps_))))
       continue
     if init == "teacher" and family != "dcgan":
       continue     # channel selection cuts DCGAN students only
     runs.append((recipe, study.Run(f"{recipe}_{student.tag}_{init}_{steps_}", "distill",
-                                   study.distill_config(teacher_cfg, student, steps_, recipe, student_init=init))))
+                                   recipes.distill_config(teacher_cfg, student, steps_, recipe, student_init=init))))
   return runs
 
 

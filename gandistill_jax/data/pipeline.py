@@ -168,6 +168,16 @@ def source_changed(record: dict) -> str:
       f"{record['sha256'][:12]}... then, {now[:12]}... now)"
 
 
+def prepare_source(cfg: ml_collections.ConfigDict) -> None:
+  """Prepares a TFDS or local idx source (once; a no-op when prepared), so that several
+  processes about to read it do not all prepare it at once (TFDS refuses the second)."""
+  source = resolve_source(cfg)
+  if source == "tfds":
+    _tfds_builder(cfg.name, cfg.data_dir, cfg.download)
+  elif source == "idx":
+    local_idx.local_idx_builder(cfg.name, cfg.path, cfg.data_dir)
+
+
 def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int,
                channels: int) -> tuple[np.ndarray, np.ndarray]:
   """`split` as (images uint8 (n, S, S, C), labels int64 (n,))."""

@@ -64,21 +64,21 @@ class DiscriminatorModule(Protocol):
 
 def _dcgan_g(cfg) -> nn.Module:
   return Generator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
-                   num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
-                   proj_bias=cfg.get("g_proj_bias", False), proj_init=cfg.get("proj_init", "dcgan"))
+                   num_up=cfg.num_up, proj_rank=cfg.proj_rank,
+                   proj_bias=cfg.g_proj_bias, proj_init=cfg.proj_init)
 
 
 def _mobile_g(cfg) -> nn.Module:
   return MobileGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
-                         num_up=cfg.get("num_up", 0), proj_rank=cfg.get("proj_rank", 0),
-                         proj_bias=cfg.get("g_proj_bias", False), proj_init=cfg.get("proj_init", "dcgan"),
-                         expand=cfg.get("expand", 2),
-                         upsample=cfg.get("upsample", "nearest"), batch_norm=cfg.get("g_batch_norm", True))
+                         num_up=cfg.num_up, proj_rank=cfg.proj_rank,
+                         proj_bias=cfg.g_proj_bias, proj_init=cfg.proj_init,
+                         expand=cfg.expand,
+                         upsample=cfg.upsample, batch_norm=cfg.g_batch_norm)
 
 
 def _resnet_g(cfg) -> nn.Module:
   return ResNetGenerator(image_size=cfg.image_size, channels=cfg.channels, width=cfg.g_width,
-                         proj_bias=cfg.get("g_proj_bias", False))
+                         proj_bias=cfg.g_proj_bias)
 
 
 def _resnet_d(cfg) -> nn.Module:
@@ -86,16 +86,16 @@ def _resnet_d(cfg) -> nn.Module:
 
 
 def _mlp_g(cfg) -> nn.Module:
-  return MLPGenerator(width=cfg.g_width, depth=cfg.get("g_depth", 3), out_dim=cfg.get("out_dim", 2))
+  return MLPGenerator(width=cfg.g_width, depth=cfg.g_depth, out_dim=cfg.out_dim)
 
 
 def _dcgan_d(cfg) -> nn.Module:
-  return Discriminator(image_size=cfg.image_size, width=cfg.d_width, num_down=cfg.get("num_down", 0),
-                       spectral_norm=cfg.get("d_spectral_norm", False), batch_norm=cfg.get("d_batch_norm", False))
+  return Discriminator(image_size=cfg.image_size, width=cfg.d_width, num_down=cfg.num_down,
+                       spectral_norm=cfg.d_spectral_norm, batch_norm=cfg.d_batch_norm)
 
 
 def _mlp_d(cfg) -> nn.Module:
-  return MLPDiscriminator(width=cfg.d_width, depth=cfg.get("d_depth", 3))
+  return MLPDiscriminator(width=cfg.d_width, depth=cfg.d_depth)
 
 
 GENERATORS: dict[str, Builder] = {"dcgan": _dcgan_g, "mobile": _mobile_g, "resnet": _resnet_g, "mlp": _mlp_g}
@@ -148,7 +148,7 @@ def build_generator(cfg: ml_collections.ConfigDict) -> nn.Module:
 
 def discriminator_family(cfg) -> str:
   """model.d_family, or the generator family's own D, or 'dcgan'."""
-  return cfg.get("d_family", "") or (cfg.family if cfg.family in DISCRIMINATORS else "dcgan")
+  return cfg.d_family or (cfg.family if cfg.family in DISCRIMINATORS else "dcgan")
 
 
 def build_discriminator(cfg: ml_collections.ConfigDict) -> nn.Module:
@@ -158,7 +158,7 @@ def build_discriminator(cfg: ml_collections.ConfigDict) -> nn.Module:
 def sample_shape(cfg) -> tuple[int, ...]:
   """Shape of one generated sample (without the batch axis)."""
   if cfg.family == "mlp":
-    return (cfg.get("out_dim", 2),)
+    return (cfg.out_dim,)
   return (cfg.image_size, cfg.image_size, cfg.channels)
 
 
