@@ -115,13 +115,14 @@ def evaluate(source, config=None, num: int = 10000, teacher_dir: str = "", data=
     return evaluate_lib.evaluate_workdir(str(source), teacher_dir, num=num, overrides=overrides, data=data)
   if num < 1:
     raise ValueError(f"num={num}: evaluation needs at least 1 sample")
+  seed = None
   if callable(source):
     latent_dim = getattr(source, "latent_dim", None) or (config.model.latent_dim if config else None)
     if latent_dim is None:
       raise ValueError("a generator without a latent_dim attribute needs config.model.latent_dim")
-    z = evaluate_lib.latents(latent_dim, num)
+    z, seed = evaluate_lib.latents(latent_dim, num), evaluate_lib.EVAL_SEED
     images = np.concatenate([np.asarray(source(z[i:i + 500])) for i in range(0, num, 500)])
   else:
     images = source
   images = _float_images(images)
-  return _scorer(config, data, images).quality(images)
+  return _scorer(config, data, images).quality(images, latent_seed=seed)

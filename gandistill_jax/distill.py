@@ -18,7 +18,8 @@ stop_gradient and it runs in inference mode (running statistics of its EMA weigh
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import flax
 import flax.linen as nn
@@ -67,27 +68,22 @@ def _feature_shapes(module, variables, z):
   return [f.shape for f in feats]
 
 
-def _needs_disc(dc, terms) -> bool:
-  """A student-side D is trained when a term reads it."""
-  return dc.adv_weight > 0 or any(
-      dc.get(k, "teacher") == "student" and dc.get(w, 0.0) > 0
-      for k, w in (("dfeat_d", "dfeat_weight"), ("gcc_d", "content_weight"), ("gcc_d", "style_weight"))
-  ) or any(t.needs_disc for t in terms)
+@dataclasses.dataclass(frozen=True)
+class DistillSetup:
+  """What a distill config resolves to, checked (validate): the loss terms, whether a
+  student-side D is trained (some term `needs_disc`), that D's model config and its loss."""
+  terms: tuple[objectives.Term, ...]
+  use_disc: bool
+  d_model: ml_collections.ConfigDict
+  d_loss: ml_collections.ConfigDict
 
 
-def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
-                 extra_terms: Sequence[objectives.Term] = ()) -> Task:
-  """The distill task: `config.model` is the student, `config.teacher_model` the teacher's
-  architecture (as recorded from its workdir). `teacher` = {'g': variables, 'd': variables} of the trained teacher;
-  None builds same-shape placeholders, which a restore then overwrites. `extra_terms`
-  (objectives.Term) are added to the terms the config asks for; a resumed run must be
-  given the same ones."""
+def validate(config: ml_collections.ConfigDict, extra_terms: Sequence[objectives.Term] = ()) -> DistillSetup:
+  """The DistillSetup of a distill config, or a ValueError naming the key that is wrong."""
   if "teacher_model" not in config:
     raise ValueError("the distill config has no teacher_model; it is recorded from the teacher's workdir: "
                      "use gandistill_jax.distill_student(config, teacher_dir, workdir) or `gandistill distill --teacher`")
-  dc, latent = config.distill, config.model.latent_dim
-  t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
-  s_gen = models.build_generator(config.model)
+  dc = config.distill
   d_cfg = ml_collections.ConfigDict(config.teacher_model.to_dict())
   if dc.d_init == "fresh":
     d_cfg.d_width = dc.d_width or config.model.g_width
@@ -95,67 +91,78 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
       d_cfg.update(d_spectral_norm=True, d_batch_norm=False)
   elif dc.d_init != "teacher":
     raise ValueError(f"distill.d_init={dc.d_init!r} is unknown; use 'fresh' or 'teacher'")
-  d_real = dc.d_real
-  if d_real not in ("data", "teacher"):
-    raise ValueError(f"distill.d_real={d_real!r} is unknown; use 'data' (D learns real vs student) or "
+  if dc.d_real not in ("data", "teacher"):
+    raise ValueError(f"distill.d_real={dc.d_real!r} is unknown; use 'data' (D learns real vs student) or "
                      f"'teacher' (D learns teacher vs student, TinyGAN)")
   d_loss_cfg = ml_collections.ConfigDict(config.loss.to_dict())
   if dc.d_loss:
     d_loss_cfg.name = dc.d_loss
-  adv = losses.adversarial(d_loss_cfg.name)
-  terms = objectives.terms_from_config(dc, adv.g_loss) + list(extra_terms)
+  terms = objectives.terms_from_config(dc, losses.adversarial(d_loss_cfg.name).g_loss) + list(extra_terms)
   if not terms:
     raise ValueError("the distill config asks for no loss term; give one of distill.pixel_weight, "
                      "adv_weight, dfeat_weight, gfeat_weight, content_weight, style_weight or mmd_weight a value > 0")
   names = [t.name for t in terms]
   if len(set(names)) != len(names):
     raise ValueError(f"distill terms must have distinct names; got {names}")
-  use_disc = _needs_disc(dc, extra_terms)
-  disc = models.build_discriminator(d_cfg)
-  s_tx = state_lib.adam(dc.g_lr or config.optim.g_lr, config.optim)
-  d_tx = state_lib.adam(config.optim.d_lr, config.optim)
-  dtype = config.train.compute_dtype
-  d_update = steps.make_d_update(disc, d_tx, d_loss_cfg, dtype)
-  real_weight = dc.d_real_data_weight
   if dc.mode not in ("online", "offline"):
     raise ValueError(f"distill.mode={dc.mode!r} is unknown; use 'online' or 'offline'")
   if dc.mode == "offline" and dc.gfeat_weight:
     raise ValueError("distill.gfeat_weight needs the teacher's activations, which offline mode does not "
                      "have; use distill.mode='online'")
-  student_init = dc.student_init
-  if student_init not in ("random", "teacher"):
-    raise ValueError(f"distill.student_init={student_init!r} is unknown; use 'random' or 'teacher'")
-  z0 = jnp.zeros((2, latent))
+  if dc.student_init not in ("random", "teacher"):
+    raise ValueError(f"distill.student_init={dc.student_init!r} is unknown; use 'random' or 'teacher'")
+  return DistillSetup(tuple(terms), any(t.needs_disc for t in terms), d_cfg, d_loss_cfg)
 
-  def init(rng):
-    k_s, k_a, k_d, k_t = jax.random.split(rng, 4)
-    # copies: the jitted step donates the state, and the caller's teacher must survive it
-    t_vars = jax.tree.map(jnp.copy, teacher) if teacher else {"g": models.init_variables(t_gen, k_t, z0),
-                         "d": models.init_variables(t_disc, k_t, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))}
-    s_vars = models.init_variables(s_gen, k_s, z0)
-    if student_init == "teacher":
-      s_vars = prune.student_from_teacher(t_vars["g"], config.teacher_model, config.model, s_vars,
-                                          dc.prune_by)
-    t_shapes = _feature_shapes(t_gen, t_vars["g"], z0)
-    s_shapes = _feature_shapes(s_gen, s_vars, z0)
-    if dc.gfeat_weight and [s[:-1] for s in s_shapes] != [t[:-1] for t in t_shapes]:
-      raise ValueError(f"distill.gfeat_weight needs student and teacher features of the same sizes; "
-                       f"student {s_shapes}, teacher {t_shapes}")
-    adapters = Adapters(tuple(t[-1] for t in t_shapes)).init(
-        k_a, [jnp.zeros(s) for s in s_shapes])["params"] if dc.gfeat_weight else {}
-    s_params = {"generator": s_vars["params"], "adapters": adapters}
-    if not use_disc:
-      d_vars = {"params": {}, "batch_stats": {}}
-    elif dc.d_init == "teacher":
-      d_vars = jax.tree.map(jnp.copy, t_vars["d"])
-    else:
-      d_vars = models.init_variables(disc, k_d, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))
-    return DistillState(
-        step=jnp.zeros((), jnp.int32), s_params=s_params, s_stats=s_vars["batch_stats"],
-        s_opt=s_tx.init(s_params), s_ema=jax.tree.map(jnp.copy, s_vars["params"]),
-        d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
-        d_opt=d_tx.init(d_vars["params"]) if use_disc else {},
-        teacher_g=t_vars["g"], teacher_d=t_vars["d"])
+
+def init_distill_state(config: ml_collections.ConfigDict, setup: DistillSetup, s_tx, d_tx, rng: jax.Array,
+                       teacher: dict | None = None) -> DistillState:
+  """A fresh DistillState: the student (random, or cut from the teacher), its EMA, the
+  1x1 adapters of the G-feature term, the student-side D where a term needs one, and the
+  frozen teacher (`teacher`, copied; None: same-shape placeholders a restore overwrites)."""
+  dc, latent = config.distill, config.model.latent_dim
+  t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
+  s_gen, disc = models.build_generator(config.model), models.build_discriminator(setup.d_model)
+  z0 = jnp.zeros((2, latent))
+  k_s, k_a, k_d, k_t = jax.random.split(rng, 4)
+  # copies: the jitted step donates the state, and the caller's teacher must survive it
+  t_vars = jax.tree.map(jnp.copy, teacher) if teacher else {"g": models.init_variables(t_gen, k_t, z0),
+                       "d": models.init_variables(t_disc, k_t, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))}
+  s_vars = models.init_variables(s_gen, k_s, z0)
+  if dc.student_init == "teacher":
+    s_vars = prune.student_from_teacher(t_vars["g"], config.teacher_model, config.model, s_vars, dc.prune_by)
+  t_shapes = _feature_shapes(t_gen, t_vars["g"], z0)
+  s_shapes = _feature_shapes(s_gen, s_vars, z0)
+  if dc.gfeat_weight and [s[:-1] for s in s_shapes] != [t[:-1] for t in t_shapes]:
+    raise ValueError(f"distill.gfeat_weight needs student and teacher features of the same sizes; "
+                     f"student {s_shapes}, teacher {t_shapes}")
+  adapters = Adapters(tuple(t[-1] for t in t_shapes)).init(
+      k_a, [jnp.zeros(s) for s in s_shapes])["params"] if dc.gfeat_weight else {}
+  s_params = {"generator": s_vars["params"], "adapters": adapters}
+  if not setup.use_disc:
+    d_vars = {"params": {}, "batch_stats": {}}
+  elif dc.d_init == "teacher":
+    d_vars = jax.tree.map(jnp.copy, t_vars["d"])
+  else:
+    d_vars = models.init_variables(disc, k_d, jnp.zeros((2,) + models.sample_shape(config.teacher_model)))
+  return DistillState(
+      step=jnp.zeros((), jnp.int32), s_params=s_params, s_stats=s_vars["batch_stats"],
+      s_opt=s_tx.init(s_params), s_ema=jax.tree.map(jnp.copy, s_vars["params"]),
+      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+      d_opt=d_tx.init(d_vars["params"]) if setup.use_disc else {},
+      teacher_g=t_vars["g"], teacher_d=t_vars["d"])
+
+
+def make_distill_step(config: ml_collections.ConfigDict, setup: DistillSetup, s_tx, d_tx) -> Callable:
+  """The pure distill step (state, batch, rng) -> (state, metrics): the frozen teacher's
+  images (online: for fresh z; offline: the batch's stored pairs), the student-side D's
+  update where a term needs one, then the student's update on the sum of the terms and its
+  EMA. The teacher is under stop_gradient, in no optimizer, its batch statistics unused."""
+  dc, latent = config.distill, config.model.latent_dim
+  t_gen, t_disc = models.build_generator(config.teacher_model), models.build_discriminator(config.teacher_model)
+  s_gen, disc = models.build_generator(config.model), models.build_discriminator(setup.d_model)
+  dtype = config.train.compute_dtype
+  d_update = steps.make_d_update(disc, d_tx, setup.d_loss, dtype)
+  terms, use_disc, real_weight = setup.terms, setup.use_disc, dc.d_real_data_weight
 
   def step(state: DistillState, batch: dict, rng: jax.Array):
     key = jax.random.fold_in(rng, state.step)
@@ -175,7 +182,7 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
     if use_disc:
       fake = jax.lax.stop_gradient(img)
       reals = [(t_img, 1.0)] + ([(batch["image"], real_weight)] if real_weight else []) \
-          if d_real == "teacher" else [(batch["image"], 1.0)]
+          if dc.d_real == "teacher" else [(batch["image"], 1.0)]
       d_params, d_stats, d_opt, metrics = d_update(d_params, d_stats, d_opt, reals, fake,
                                                    jax.random.fold_in(key, 1))
     frozen_d = lambda x: steps.apply_model(t_disc, state.teacher_d["params"], state.teacher_d.get("batch_stats"), x,
@@ -201,12 +208,29 @@ def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
                         d_params=d_params, d_stats=d_stats, d_opt=d_opt)
     return new, metrics | values | {"loss": loss}
 
+  return step
+
+
+def distill_task(config: ml_collections.ConfigDict, teacher: dict | None = None,
+                 extra_terms: Sequence[objectives.Term] = ()) -> Task:
+  """The distill task: `config.model` is the student, `config.teacher_model` the teacher's
+  architecture (as recorded from its workdir). `teacher` = {'g': variables, 'd': variables} of the trained teacher;
+  None builds same-shape placeholders, which a restore then overwrites. `extra_terms`
+  (objectives.Term) are added to the terms the config asks for; a resumed run must be
+  given the same ones."""
+  setup = validate(config, extra_terms)
+  s_tx = state_lib.adam(config.distill.g_lr or config.optim.g_lr, config.optim)
+  d_tx = state_lib.adam(config.optim.d_lr, config.optim)
+  s_gen = models.build_generator(config.model)
+
   def generator_variables(state: DistillState):
-    stats = steps.recompute_batch_stats(s_gen, state.s_ema, state.s_stats, jax.random.key(config.seed), latent)
+    stats = steps.recompute_batch_stats(s_gen, state.s_ema, state.s_stats, jax.random.key(config.seed),
+                                        config.model.latent_dim)
     return {"params": state.s_ema, "batch_stats": stats}
 
-  return Task(kind="distill", config=config, generator=s_gen, init=init, step=step,
-              generator_variables=generator_variables,
+  return Task(kind="distill", config=config, generator=s_gen,
+              init=lambda rng: init_distill_state(config, setup, s_tx, d_tx, rng, teacher),
+              step=make_distill_step(config, setup, s_tx, d_tx), generator_variables=generator_variables,
               saved_networks=lambda state: {"generator": generator_variables(state), "teacher": state.teacher_g},
               global_batch=config.train.batch_size)
 

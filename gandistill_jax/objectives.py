@@ -223,29 +223,28 @@ def mmd_term(t: TermInputs) -> Array:
 # ---------------------------------------------------------------- config -> terms
 
 def terms_from_config(dc: ml_collections.ConfigDict, g_loss: Callable[[Array], Array]) -> list[Term]:
-  """The built-in terms `config.distill` asks for (those with a weight > 0)."""
-  g = lambda k, default: dc.get(k, default)
-  adv_spec = g("adv_schedule", "constant")
-  warm = g("warmup_steps", 0)
-  adv_weight = weight(dc.adv_weight, adv_spec)
-  if warm:   # the adversarial term starts after a warm-up of the other terms
-    base, gate = adv_weight, schedule(f"warmup:{warm}")
+  """The built-in terms `config.distill` asks for (those with a weight > 0). Each says
+  whether it reads the student-side D (`needs_disc`): the adversarial term, and the D-feature
+  and GCC terms when they compare the student-side D's activations."""
+  adv_weight = weight(dc.adv_weight, dc.adv_schedule)
+  if dc.warmup_steps and dc.adv_weight > 0:   # the adversarial term starts after a warm-up of the others
+    base, gate = adv_weight, schedule(f"warmup:{dc.warmup_steps}")
     adv_weight = (lambda s: base(s) * gate(s)) if callable(base) else (lambda s: base * gate(s))
   spec = [
-      ("pixel", dc.pixel_weight, g("pixel_schedule", "constant"), pixel_term(dc.pixel_p), False),
-      ("adv", adv_weight, "constant", adversarial_term(g_loss), g("adv_balance", False)),
-      ("dfeat", dc.dfeat_weight, g("dfeat_schedule", "constant"),
-       d_feature_term(g("dfeat_d", "teacher"), dc.dfeat_layer_weights,
-                                                g("dfeat_layer_weighting", "uniform")), g("dfeat_balance", False)),
-      ("gfeat", dc.gfeat_weight, "constant", g_feature_term, False),
-      ("content", g("content_weight", 0.0), "constant", content_term(g("gcc_d", "teacher")), False),
-      ("style", g("style_weight", 0.0), "constant", style_term(g("gcc_d", "teacher")), False),
-      ("mmd", g("mmd_weight", 0.0), "constant", mmd_term, g("mmd_balance", False)),
+      ("pixel", dc.pixel_weight, dc.pixel_schedule, pixel_term(dc.pixel_p), False, False),
+      ("adv", adv_weight, "constant", adversarial_term(g_loss), dc.adv_balance, True),
+      ("dfeat", dc.dfeat_weight, dc.dfeat_schedule,
+       d_feature_term(dc.dfeat_d, dc.dfeat_layer_weights, dc.dfeat_layer_weighting), dc.dfeat_balance,
+       dc.dfeat_d == "student"),
+      ("gfeat", dc.gfeat_weight, "constant", g_feature_term, False, False),
+      ("content", dc.content_weight, "constant", content_term(dc.gcc_d), False, dc.gcc_d == "student"),
+      ("style", dc.style_weight, "constant", style_term(dc.gcc_d), False, dc.gcc_d == "student"),
+      ("mmd", dc.mmd_weight, "constant", mmd_term, dc.mmd_balance, False),
   ]
   terms = []
-  for name, w, sched, fn, balanced in spec:
+  for name, w, sched, fn, balanced, needs_disc in spec:
     if callable(w) or w > 0:
-      terms.append(Term(name, fn, w if callable(w) else weight(w, sched), balanced))
+      terms.append(Term(name, fn, w if callable(w) else weight(w, sched), balanced, needs_disc))
   return terms
 
 

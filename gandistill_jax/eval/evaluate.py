@@ -20,12 +20,10 @@ from gandistill_jax.eval import classifier, efficiency, metrics
 EVAL_SEED = 1234
 
 
-def save_npz_atomic(path: str, **arrays) -> None:
-  """np.savez through a temporary file of this process and a rename: another process (of
-  a multi-process run, or a concurrent eval) reads the old file or the whole new one."""
-  tmp = f"{path}.{os.getpid()}.tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+def save_npz_atomic(path: str, **named) -> None:
+  """np.savez through a temporary file and a rename (workdir.write_atomic): another process
+  (of a multi-process run, or a concurrent eval) reads the old file or the whole new one."""
+  workdir_lib.write_atomic(path, lambda f: np.savez(f, **named), mode="wb")
 
 
 @dataclasses.dataclass
@@ -102,18 +100,21 @@ class Scorer:
   extractor: classifier.FeatureExtractor
   real: np.ndarray
 
-  def quality(self, samples: np.ndarray, prdc_num: int = 5000) -> dict:
+  def quality(self, samples: np.ndarray, prdc_num: int = 5000, latent_seed: int | None = EVAL_SEED) -> dict:
+    """`quality` of `samples` with the protocol; `latent_seed`: the seed of the z they were
+    generated from (None for images given as such)."""
     return quality(self.extractor, self.real, samples, self.extractor.model.num_classes, prdc_num) | {
-        "protocol": self.protocol(len(samples))}
+        "protocol": self.protocol(len(samples), latent_seed)}
 
-  def protocol(self, generated: int) -> dict:
-    """What reproduces a score: sample counts, the reference data and the feature network."""
+  def protocol(self, generated: int, latent_seed: int | None = EVAL_SEED) -> dict:
+    """What reproduces a score: sample counts, the reference data, the feature network and
+    the seed of the fixed z the samples came from."""
     r = self.extractor.record
     return {"generated": generated, "reference": len(self.real), "reference_split": self.reference.split,
             "reference_data": {"sha256": self.reference.digest, "source": self.reference.source},
             "feature_network": {k: r[k] for k in ("name", "weights_sha256", "test_accuracy", "train_data_sha256")
                                 if k in r} | {"shipped": "eval_data_sha256" in r},
-            "latent_seed": EVAL_SEED}
+            "latent_seed": latent_seed}
 
 
 def scorer(ref: Reference, cache_dir: str) -> Scorer:
