@@ -45,8 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_up = 0              # 0 = the family's default depth
   c.model.num_down = 0
   c.model.proj_rank = 0           # 0 = full-rank latent projection
-  c.model.g_proj_bias = True      # a bias per latent-projection output (dcgan.latent_projection; all G families)
-  c.model.proj_init = "matched"   # proj_rank > 0: the factors' init, matched | dcgan (dcgan.latent_projection)
+  c.model.g_proj_bias = True      # a bias per latent-projection output (models.family.latent_projection; all G families)
+  c.model.proj_init = "matched"   # proj_rank > 0: the factors' init, matched | dcgan (models.family.latent_projection)
   c.model.expand = 2              # mobile: inverted-residual expansion factor
   c.model.upsample = "nearest"    # mobile: nearest | bilinear
   c.model.g_batch_norm = True     # mobile: batch norm in G

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from gandistill_jax import models, state as state_lib, steps
@@ -40,6 +41,24 @@ def ema_variables(gen: nn.Module, latent_dim: int, seed: int = 0):
   return variables
 
 
+def latent_example(latent_dim: int, batch: int = 2) -> jax.Array:
+  return jnp.zeros((batch, latent_dim), jnp.float32)
+
+
+def init_gan_state(gen, disc, g_tx, d_tx, rng: jax.Array, model_cfg) -> state_lib.GANState:
+  """Fresh state for `gen`/`disc` with optimizers `g_tx`/`d_tx`; pure in `rng`."""
+  g_key, d_key = jax.random.split(rng)
+  g_vars = models.init_variables(gen, g_key, latent_example(model_cfg.latent_dim))
+  d_example = jnp.zeros((2,) + models.sample_shape(model_cfg), jnp.float32)
+  d_vars = models.init_variables(disc, d_key, d_example)
+  return state_lib.GANState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+      g_opt=g_tx.init(g_vars["params"]), g_ema=jax.tree.map(jnp.copy, g_vars["params"]),
+      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+      d_opt=d_tx.init(d_vars["params"]))
+
+
 def gan_task(config: ml_collections.ConfigDict, kind: str = "teacher") -> Task:
   """Adversarial training of config.model (a teacher, or a scratch student)."""
   gen, disc = models.build_generator(config.model), models.build_discriminator(config.model)
@@ -48,7 +67,7 @@ def gan_task(config: ml_collections.ConfigDict, kind: str = "teacher") -> Task:
   generator_variables = ema_variables(gen, config.model.latent_dim, config.seed)
   return Task(
       kind=kind, config=config, generator=gen,
-      init=lambda rng: state_lib.init_gan_state(gen, disc, g_tx, d_tx, rng, config.model),
+      init=lambda rng: init_gan_state(gen, disc, g_tx, d_tx, rng, config.model),
       step=steps.make_teacher_step(gen, disc, g_tx, d_tx, config),
       generator_variables=generator_variables,
       saved_networks=lambda state: {"generator": generator_variables(state),

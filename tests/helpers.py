@@ -2,7 +2,7 @@
 import jax
 import numpy as np
 
-from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps
+from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps, tasks
 
 
 def tiny_config(**model_kw):
@@ -18,7 +18,7 @@ def teacher_setup(config, devices, seed=0):
   g_tx = state_lib.adam(config.optim.g_lr, config.optim)
   d_tx = state_lib.adam(config.optim.d_lr, config.optim)
   mesh = parallel.make_mesh(devices)
-  state = parallel.replicate(state_lib.init_gan_state(gen, disc, g_tx, d_tx, jax.random.key(seed), config.model), mesh)
+  state = parallel.replicate(tasks.init_gan_state(gen, disc, g_tx, d_tx, jax.random.key(seed), config.model), mesh)
   step = parallel.jit_step(steps.make_teacher_step(gen, disc, g_tx, d_tx, config), mesh, donate=False)
   return state, step, mesh
 

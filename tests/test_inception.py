@@ -73,7 +73,7 @@ def reference_and_converted():
   from gandistill_jax import config as config_lib
   path = os.path.join(config_lib.cache_dir(config_lib.base_config()), "inception_fid.npz")
   if not os.path.exists(path):
-    subprocess.run([sys.executable, os.path.join(REPO, "experiments", "convert_inception_weights.py"), path],
+    subprocess.run([sys.executable, os.path.join(REPO, "experiments", "tools", "convert_inception_weights.py"), path],
                    check=True, capture_output=True)
   ts = torch.jit.load(os.path.join(spec.submodule_search_locations[0], "default_1.pt"), map_location="cpu").eval()
   return torch, ts, inception.load_inception(path)
@@ -136,7 +136,10 @@ def test_eval_reports_inception_fid_next_to_the_domain_classifiers_and_caches_th
   run_cli("eval", "--workdir", w, "--num", "32", *evaluation)
   first = json.load(open(os.path.join(w, "eval.json")))
   assert np.isfinite(first["fid"]) and np.isfinite(first["inception"]["fid"]) and first["inception"]["generated"] == 32
-  cached = os.path.join(tmp_path, "cache", first["inception"]["reference_cache"])
-  assert "mnist-28px-1ch-test-w-bilinear299" in cached and os.path.exists(cached)
+  [cached] = [os.path.join(tmp_path, "cache", n) for n in os.listdir(tmp_path / "cache")
+              if n.startswith("reference-inception-")]
+  with np.load(cached) as f:   # keyed by the weights file and the data as read
+    assert str(f["weights_sha256"]) == first["inception"]["weights_sha256"]
+    assert str(f["data_sha256"]) == first["protocol"]["reference_data"]["sha256"]
   run_cli("eval", "--workdir", w, "--num", "32", *evaluation)   # from the cached reference
   assert json.load(open(os.path.join(w, "eval.json")))["inception"]["fid"] == pytest.approx(first["inception"]["fid"])

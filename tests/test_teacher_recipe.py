@@ -91,7 +91,7 @@ def test_old_workdirs_keep_a_projection_without_bias():
   current = config_lib.base_config()
   current.model.family = "mlp"
   assert config_lib.math_differences(saved, current.to_dict()) == []
-  old_model = dict(config_lib.upgrade(saved)["model"], family="dcgan", image_size=28)
+  old_model = dict(config_lib.migrate(saved)["model"], family="dcgan", image_size=28)
   new_model = dict(config_lib.base_config().model.to_dict(), image_size=28)
   for cfg, has_bias in ((old_model, False), (new_model, True)):
     gen = models.build_generator(ml_collections.ConfigDict(cfg))
@@ -111,5 +111,5 @@ def test_old_low_rank_workdirs_keep_their_factor_init():
   assert config_lib.math_differences(saved, current.to_dict()) == ["model.proj_init: 'dcgan' -> 'matched'"]
   current.model.family = saved["model"]["family"] = "resnet"
   assert config_lib.math_differences(saved, current.to_dict()) == []
-  gen = models.build_generator(ml_collections.ConfigDict(dict(config_lib.upgrade(saved)["model"], family="dcgan")))
+  gen = models.build_generator(ml_collections.ConfigDict(dict(config_lib.migrate(saved)["model"], family="dcgan")))
   assert gen.proj_init == "dcgan"

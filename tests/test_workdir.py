@@ -103,3 +103,32 @@ def test_the_migration_fills_each_key_where_it_belongs_and_records_the_schema():
   assert config_lib.migrate(m) == m
   old_layout = dict(saved, model=saved["teacher_model"], student=saved["model"])   # before `model` was the student
   assert config_lib.migrate(old_layout)["model"] == m["model"]
+
+
+def test_the_package_stacks_at_most_six_layers_of_imports_and_has_no_cycle():
+  """Module-level imports inside gandistill_jax form a graph without cycles whose longest
+  chain is at most 6 modules (the flax examples stack 3)."""
+  import ast
+  import functools
+  import pathlib
+  root = pathlib.Path(config_lib.__file__).parent
+  modules = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in root.rglob("*.py")}
+
+  def deps(name):
+    out = set()
+    for node in ast.parse(modules[name].read_text()).body:
+      if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gandistill_jax"):
+        out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                for a in node.names}
+      elif isinstance(node, ast.Import):
+        out |= {a.name for a in node.names if a.name.startswith("gandistill_jax")}
+    return out & set(modules) - {name, "gandistill_jax"}
+
+  @functools.lru_cache(None)
+  def depth(name, path=()):
+    assert name not in path, f"import cycle: {' -> '.join(path + (name,))}"
+    return 1 + max((depth(d, path + (name,)) for d in deps(name)), default=0)
+
+  deepest = max(modules, key=depth)
+  assert depth(deepest) <= 6, f"{deepest} stacks {depth(deepest)} layers of imports"

@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from machine import describe, seconds_per_step  # noqa: E402
 
-from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps  # noqa: E402
+from gandistill_jax import config as config_lib, models, parallel, state as state_lib, steps, tasks  # noqa: E402
 from gandistill_jax.models import dcgan  # noqa: E402
 
 TORCH_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference", "torch_dcgan_step.py")
@@ -71,7 +71,7 @@ def teacher_step(width: int, batch: int, reuse_fake: bool = False, dtype: str = 
     disc = disc.clone(conv_chunk=int(d_chunk))
   g_tx, d_tx = state_lib.adam(c.optim.g_lr, c.optim), state_lib.adam(c.optim.d_lr, c.optim)
   mesh = parallel.make_mesh()
-  state = parallel.replicate(state_lib.init_gan_state(gen, disc, g_tx, d_tx, jax.random.key(0), c.model), mesh)
+  state = parallel.replicate(tasks.init_gan_state(gen, disc, g_tx, d_tx, jax.random.key(0), c.model), mesh)
   step = parallel.jit_step(steps.make_teacher_step(gen, disc, g_tx, d_tx, c), mesh)
   images = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 1)).astype(np.float32)
   batch_arr = parallel.host_to_global({"image": images}, mesh)

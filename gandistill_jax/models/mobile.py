@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gandistill_jax.models.dcgan import _INIT, _start_size, latent_projection, stage_channels
+from gandistill_jax.models.family import _INIT, _start_size, latent_projection, stage_channels
 
 UPSAMPLE = ("nearest", "bilinear")
 
@@ -59,7 +59,7 @@ class MobileGenerator(nn.Module):
   width: int = 16
   num_up: int = 0          # 0: the DCGAN default for image_size
   proj_rank: int = 0
-  proj_bias: bool = True   # dcgan.latent_projection
+  proj_bias: bool = True   # family.latent_projection
   proj_init: str = "matched"
   expand: int = 2
   upsample: str = "nearest"
