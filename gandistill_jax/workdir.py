@@ -8,8 +8,8 @@ distillation reads from it, and the lock of the run training in it.
     data.npz      a run trained on the caller's arrays (loop.train(data=...)): those arrays,
                   the data its evaluation scores against unless told otherwise
 
-Every file here is written through a temporary file in the same folder and a rename, so a
-reader sees the old file or the whole new one.
+data.json and data.npz are written through a temporary file in the same folder and a
+rename (write_atomic), so a reader sees the old file or the whole new one.
 """
 from __future__ import annotations
 

@@ -33,16 +33,17 @@ def _eight_devices():
 
 @pytest.fixture(scope="session")
 def fashion_mnist_eval():
-  """(config, extractor, real features): the real Fashion-MNIST domain classifier and test
-  features, trained once per session into a temporary cache (needs Debian's files)."""
+  """(config, extractor, real features): the shipped Fashion-MNIST feature network and its
+  features of the real test split, computed once per test run into a temporary cache (needs
+  Debian's files)."""
   from gandistill_jax import config as config_lib
   from gandistill_jax.data import idx
   from gandistill_jax.eval import evaluate
   if not os.path.isdir(idx.DEBIAN_FASHION_MNIST):
     pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it, so CI always runs this)")
-  # One folder for the whole session, shared by pytest-xdist's workers through the cache
-  # folder set above (inherited from the controller); the first worker trains under the
-  # lock, the others then load from the cache.
+  # One folder for the whole test run, shared by pytest-xdist's workers through the cache
+  # folder set above (inherited from the controller); the first worker prepares the data and
+  # the reference features under the lock, the others then load them from the cache.
   root = os.path.join(os.environ["GANDISTILL_CACHE"], "fashion_mnist_eval")
   os.makedirs(root, exist_ok=True)
   config = config_lib.base_config()
