@@ -71,8 +71,8 @@ def _scorer(config, data, like: np.ndarray) -> evaluate_lib.Scorer:
   `like`; with neither, one line saying what to pass (never a default dataset)."""
   size, channels = like.shape[1], like.shape[3]
   if data is not None:
-    cache = config_lib.cache_dir(config) if config is not None else config_lib.cache_dir(config_lib.base_config())
-    return evaluate_lib.scorer(evaluate_lib.reference_from_arrays(data, size, channels), cache)
+    return evaluate_lib.scorer(evaluate_lib.reference_from_arrays(data, size, channels),
+                               config_lib.cache_dir(config if config is not None else config_lib.base_config()))
   if config is None:
     raise ValueError("no reference data: pass data=(images, labels) (your real images) or config= (whose "
                      "data.* names them), or features=fn for gd.fid")

@@ -180,16 +180,14 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
   if primary and (config.data.source != "toy" or data is not None):
     write_data_record(config, workdir, data, stream)
   step_fn = parallel.jit_step(task.step, mesh)
-  variables_fn = jax.jit(task.generator_variables)
-  networks_fn = jax.jit(task.saved_networks)
+  networks_fn = jax.jit(task.saved_networks)   # the sampling generator (and D or teacher), as checkpointed
   fixed_z = parallel.replicate(steps.sample_latent(keys["samples"], 64, task.latent_dim), mesh)
   sample_fn = jax.jit(lambda v, z: task.generator.apply(v, z))
   writer = MetricsWriter(workdir, start) if primary else None
 
-  def save(step, metrics=None):
+  def save(step, networks, metrics=None):
     meta = {"step": step, "data_step": step, "kind": task.kind, "config": json.loads(config.to_json())}
-    ckpt.save(step, {"state": state, "rng": jax.random.key_data(step_key)}, meta, metrics,
-              networks=networks_fn(state))
+    ckpt.save(step, {"state": state, "rng": jax.random.key_data(step_key)}, meta, metrics, networks=networks)
 
   stop = {"requested": False}
   previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
@@ -228,8 +226,10 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
         if writer:
           writer.write(step, values)
         bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("d_loss", "g_loss", "loss")})
-      if step % tr.sample_every == 0 or step == tr.steps:
-        samples = parallel.to_host(sample_fn(variables_fn(state), fixed_z))   # every process computes
+      sample_now = step % tr.sample_every == 0 or step == tr.steps
+      networks = networks_fn(state) if (sample_now or ckpt_now or eval_now) else None   # once for both
+      if sample_now:
+        samples = parallel.to_host(sample_fn(networks["generator"], fixed_z))   # every process computes
         if primary:
           save_samples(samples, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
       eval_metrics = None
@@ -238,10 +238,10 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
         if writer:
           writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
       if ckpt_now or eval_now:
-        save(step, eval_metrics)
+        save(step, networks, eval_metrics)
       t_log, step_log = time.perf_counter(), step
     if stop["requested"] and ckpt.latest_step() != step:
-      save(step)
+      save(step, networks_fn(state))
   finally:
     bar.close()
     signal.signal(signal.SIGTERM, previous)

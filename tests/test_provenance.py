@@ -160,7 +160,9 @@ def test_a_workdir_trained_on_arrays_is_scored_against_them(tmp_path):
   assert record["source"] == "arrays" and record["train_sha256"] == arrays.digest(images, labels)
   result = gd.evaluate(w, num=100)
   assert result["protocol"]["reference_data"]["sha256"] == arrays.digest(images, labels)
-  assert result["protocol"]["feature_network"]["train_data_sha256"] == arrays.digest(images, labels)
+  network = result["protocol"]["feature_network"]
+  assert network["train_data_sha256"] == network["test_data_sha256"] == arrays.digest(images, labels), \
+      "no held-out split: the protocol shows the accuracy is on the training data"
   with pytest.raises(ValueError, match="config= does not apply to a workdir"):
     gd.evaluate(w, config=c, num=100)
   held_out, held_labels = labelled_images(128, 5)

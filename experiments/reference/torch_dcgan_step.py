@@ -38,57 +38,25 @@ Z = 100  # latent dimension
 WARMUP_STEPS = 3
 
 
-def build_32(n):
-  """G and D for 32x32 images (start at 4x4, three transposed convolutions)."""
-  G = nn.Sequential(
-      nn.Linear(Z, 4 * 4 * n * 4),
-      nn.Unflatten(1, (n * 4, 4, 4)),
-      nn.BatchNorm2d(n * 4),
-      nn.ReLU(),
-      nn.ConvTranspose2d(n * 4, n * 2, 4, 2, 1),
-      nn.BatchNorm2d(n * 2),
-      nn.ReLU(),
-      nn.ConvTranspose2d(n * 2, n, 4, 2, 1),
-      nn.BatchNorm2d(n),
-      nn.ReLU(),
-      nn.ConvTranspose2d(n, 1, 4, 2, 1),
-      nn.Tanh(),
-  )
-  D = nn.Sequential(
-      nn.Conv2d(1, n, 4, 2, 1),
-      nn.LeakyReLU(0.2),
-      nn.Conv2d(n, n * 2, 4, 2, 1),
-      nn.LeakyReLU(0.2),
-      nn.Conv2d(n * 2, n * 4, 4, 2, 1),
-      nn.LeakyReLU(0.2),
-      nn.Flatten(),
-      nn.Linear(n * 4 * 16, 1),
-  )
-  return G, D
-
-
-def build_28(n):
-  """G and D for 28x28 images (start at 7x7, two transposed convolutions)."""
-  G = nn.Sequential(
-      nn.Linear(Z, 7 * 7 * n * 2),
-      nn.Unflatten(1, (n * 2, 7, 7)),
-      nn.BatchNorm2d(n * 2),
-      nn.ReLU(),
-      nn.ConvTranspose2d(n * 2, n, 4, 2, 1),
-      nn.BatchNorm2d(n),
-      nn.ReLU(),
-      nn.ConvTranspose2d(n, 1, 4, 2, 1),
-      nn.Tanh(),
-  )
-  D = nn.Sequential(
-      nn.Conv2d(1, n, 4, 2, 1),
-      nn.LeakyReLU(0.2),
-      nn.Conv2d(n, n * 2, 4, 2, 1),
-      nn.LeakyReLU(0.2),
-      nn.Flatten(),
-      nn.Linear(n * 2 * 49, 1),
-  )
-  return G, D
+def build(n, size):
+  """G and D for size x size images: G starts at 4x4 (size 32, three transposed
+  convolutions) or 7x7 (size 28, two); D mirrors it with as many stride-2 convolutions.
+  Modules are created in the order the layers run, so torch's RNG gives each the same
+  initial weights for the same seed."""
+  ups = 3 if size == 32 else 2
+  start = size // 2**ups
+  chans = [n * 2**(ups - 1 - i) for i in range(ups)]   # G's hidden channels, coarse to fine
+  g_layers = [nn.Linear(Z, start * start * chans[0]), nn.Unflatten(1, (chans[0], start, start)),
+              nn.BatchNorm2d(chans[0]), nn.ReLU()]
+  for c_in, c_out in zip(chans, chans[1:]):
+    g_layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+  g_layers += [nn.ConvTranspose2d(chans[-1], 1, 4, 2, 1), nn.Tanh()]
+  d_layers, c_in = [], 1
+  for c_out in reversed(chans):
+    d_layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+    c_in = c_out
+  d_layers += [nn.Flatten(), nn.Linear(chans[0] * start * start, 1)]
+  return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
 
 
 def main():
@@ -103,7 +71,7 @@ def main():
   torch.manual_seed(0)
   n, B = args.ngf, args.batch
 
-  G, D = build_32(n) if args.size == 32 else build_28(n)
+  G, D = build(n, args.size)
   opt_G = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
   opt_D = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
   bce = nn.BCEWithLogitsLoss()

@@ -194,6 +194,8 @@ def load_or_train(cache_dir: str, images: np.ndarray, labels: np.ndarray, test: 
             "seed": seed, "num_classes": num_classes, "input_shape": list(shape), "dtype": "float32",
             "train_data_sha256": train_digest, "train_examples": len(images)}
   test_images, test_labels = test
+  # what test_accuracy was measured on; the training data's own digest when no held-out split exists
+  record["test_data_sha256"] = arrays.digest(test_images, test_labels)
   record["test_accuracy"] = accuracy(FeatureExtractor(params, num_classes, dict(record, weights_sha256="")),
                                      arrays.to_float(test_images), test_labels)
   write_network(prefix, params, record)

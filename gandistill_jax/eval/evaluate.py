@@ -112,7 +112,8 @@ class Scorer:
     r = self.extractor.record
     return {"generated": generated, "reference": len(self.real), "reference_split": self.reference.split,
             "reference_data": {"sha256": self.reference.digest, "source": self.reference.source},
-            "feature_network": {k: r[k] for k in ("name", "weights_sha256", "test_accuracy", "train_data_sha256")
+            "feature_network": {k: r[k] for k in ("name", "weights_sha256", "test_accuracy", "train_data_sha256",
+                                                           "test_data_sha256")
                                 if k in r} | {"shipped": "eval_data_sha256" in r},
             "latent_seed": latent_seed}
 
