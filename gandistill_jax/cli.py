@@ -111,12 +111,13 @@ def cmd_eval(args) -> None:
 
 def cmd_demo(args) -> None:
   from gandistill_jax import config as config_lib, recipes, study
-  base = config_lib.apply_overrides(recipes.demo_base(), args.set or [])
+  base = load_config_file(args.config) if args.config else recipes.demo_base()
+  base = config_lib.apply_overrides(study.with_demo_schedule(config_lib.upgrade(base)), args.set or [])
   runs = study.demo_runs(base, tiny=args.tiny)
   if args.tiny:
     for run in runs:
       run.config.train.update(log_every=2, sample_every=6, ckpt_every=6)
-  eval_num = 200 if args.tiny else 5000
+  eval_num = 200 if args.tiny else base.demo.eval_num
   command = "gandistill demo " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "gandistill demo"
   try:
     print(study.run_seeds(runs, args.seeds, args.workdir, command, eval_num=eval_num, progress=not args.quiet,
@@ -200,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   q = sub.add_parser("demo", help="the main job: teacher, distilled and scratch students, eval, report")
   q.add_argument("--workdir", default="runs/demo")
+  q.add_argument("--config", help="the base config (default: the Fashion-MNIST demo's); its optional `demo` section "
+                                  "sets teacher_steps, student_steps and eval_num, e.g. experiments/configs/emoji_demo.py")
   q.add_argument("--seeds", type=int, nargs="+", default=[0],
                  help="train and score the whole demo once per seed (workdir/seed_<k>/), then report mean ± std")
   q.add_argument("--one-process", action="store_true",

@@ -33,6 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.download = False         # let TFDS download a dataset that is not prepared
   c.data.split = "train"
   c.data.eval_split = "test"
+  c.data.eval_fraction = 0.1      # folder without split folders: the share held out as eval_split (data/folder.py)
+  c.data.background = "white"     # folder: the colour alpha is composited on (a name or #rrggbb)
+  c.data.resize_filter = "area"   # area | bilinear | bicubic | lanczos3 | nearest (data/resize.py)
+  c.data.skip_unreadable = False  # folder: skip (and count) files that cannot be decoded instead of stopping
 
   c.model = ml_collections.ConfigDict()
   c.model.family = "dcgan"        # dcgan | resnet (SNGAN) | mobile (generator only) | mlp | 'package.module:Name'
@@ -139,7 +143,7 @@ def cache_dir(config) -> str:
 # Keys that never change the math of a run; everything else must match to resume.
 NON_MATH_KEYS = ("schema_version", "train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric", "train.compile_cache",
-                 "data.data_dir", "data.path", "data.download", "distill.teacher_dir",
+                 "data.data_dir", "data.path", "data.download", "data.skip_unreadable", "distill.teacher_dir",
                  "distill.offline_path", "eval.cache_dir",
                  "eval.inception_weights", "eval.inception_num")
 
@@ -150,7 +154,8 @@ NON_MATH_KEYS = ("schema_version", "train.steps", "train.log_every", "train.samp
 LEGACY_DEFAULTS = {
     "d_batch_norm": False, "reuse_fake": False, "d_family": "", "expand": 2, "upsample": "nearest",
     "g_batch_norm": True, "g_proj_bias": False, "proj_init": "dcgan", "train.compute_dtype": "float32",
-    "train.ema_warmup": False,
+    "train.ema_warmup": False, "data.eval_fraction": 0.0,
+    "data.background": "white", "data.resize_filter": "area",
     "distill.student_init": "random", "distill.prune_by": "bn_scale", "distill.g_lr": 0.0,
     "distill.pixel_schedule": "constant", "distill.adv_schedule": "constant", "distill.adv_balance": False,
     "distill.dfeat_layer_weighting": "uniform", "distill.dfeat_d": "teacher",

@@ -205,10 +205,27 @@ def run_seeds(runs: Sequence[Run], seeds: Sequence[int], workdir: str, command: 
   return report if len(by_seed) == 1 else reports.seeds_report(runs, by_seed, workdir, command)
 
 
+DEMO_SCHEDULE = {"teacher_steps": 5000, "student_steps": 3000, "eval_num": 5000}
+
+
+def with_demo_schedule(base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`base` with a `demo` section (the demo's steps and evaluated samples, DEMO_SCHEDULE
+  where a config file's own `demo` section is silent), so `--set demo.teacher_steps=...`
+  works on any demo config."""
+  c = ml_collections.ConfigDict(base.to_dict())
+  c.demo = ml_collections.ConfigDict(DEMO_SCHEDULE | dict(base.get("demo", {})))
+  return c
+
+
 def demo_runs(base: ml_collections.ConfigDict, tiny: bool = False) -> list[Run]:
-  """Teacher (width 32, 5000 steps), students distilled with the default recipe at ~12x and
-  ~38x fewer parameters (3000 steps), and the same students trained from scratch (3000 steps)."""
-  t_steps, s_steps = (6, 6) if tiny else (5000, 3000)
+  """Teacher (width 32), students distilled with the default recipe at ~12x and ~38x fewer
+  parameters, and the same students trained from scratch; steps from `base.demo`
+  (with_demo_schedule: teacher 5000, students 3000), which the runs' configs do not keep."""
+  base = ml_collections.ConfigDict(base.to_dict())
+  schedule = DEMO_SCHEDULE | dict(base.get("demo", {}))
+  if "demo" in base:
+    del base["demo"]
+  t_steps, s_steps = (6, 6) if tiny else (schedule["teacher_steps"], schedule["student_steps"])
   teacher = recipes.teacher_config(base, 32, t_steps)
   runs = [Run("teacher", "teacher", teacher)]
   runs += [Run(f"distill_{s.tag}", "distill", recipes.distill_config(teacher, s, s_steps, recipes.DEFAULT_RECIPE,
@@ -216,5 +233,3 @@ def demo_runs(base: ml_collections.ConfigDict, tiny: bool = False) -> list[Run]:
            for s in recipes.DEMO_STUDENTS]
   runs += [Run(f"scratch_{s.tag}", "scratch", recipes.scratch_config(teacher, s, s_steps)) for s in recipes.DEMO_STUDENTS]
   return runs
-
-

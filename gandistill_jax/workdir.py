@@ -9,7 +9,7 @@ distillation reads from it, and the lock of the run training in it.
                   the data its evaluation scores against unless told otherwise
 
 data.json and data.npz are written through a temporary file in the same folder and a
-rename (write_atomic), so a reader sees the old file or the whole new one.
+rename (files.write_atomic), so a reader sees the old file or the whole new one.
 """
 from __future__ import annotations
 
@@ -27,21 +27,10 @@ import ml_collections
 import numpy as np
 
 from gandistill_jax import checkpoint, config as config_lib, models, parallel, steps
+from gandistill_jax.files import write_atomic
 
 DATA_RECORD = "data.json"
 DATA_ARRAYS = "data.npz"
-
-
-def write_atomic(path: str, write, mode: str = "w") -> None:
-  """write(f) into a temporary file beside `path` (per process), then renamed to `path`."""
-  tmp = f"{path}.{os.getpid()}.tmp"
-  try:
-    with open(tmp, mode) as f:
-      write(f)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gandistill_jax.data import arrays, folder as folder_lib, idx, local_idx, npz, toy
+from gandistill_jax.data import arrays, folder as folder_lib, idx, local_idx, npz, resize, toy
 from gandistill_jax.data.arrays import to_float
 from gandistill_jax.data.errors import DataError
 
@@ -39,23 +39,6 @@ def _hide_gpus_from_tf() -> None:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # already initialised
     pass
-
-
-def resize_images(images: np.ndarray, size: int, crop: int = 0) -> np.ndarray:
-  """Center-crop to `crop` (if given), then fit to size x size: 28 -> 32 pads by 2 with
-  black (so the digits keep their pixels), anything else resizes (area/antialiased)."""
-  if crop:
-    h, w = images.shape[1:3]
-    top, left = (h - crop) // 2, (w - crop) // 2
-    images = images[:, top:top + crop, left:left + crop]
-  h, w = images.shape[1:3]
-  if (h, w) == (size, size):
-    return images
-  if h == w and size > h and (size - h) % 2 == 0 and size - h <= 4:
-    p = (size - h) // 2
-    return np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-  out = tf.image.resize(images, (size, size), method="area" if size < h else "bilinear", antialias=True)
-  return np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)
 
 
 def _tfds_arrays(builder: tfds.core.DatasetBuilder, split: str):
@@ -128,6 +111,9 @@ def describe_source(cfg: ml_collections.ConfigDict, user_data=None) -> dict:
     out["path"] = os.path.abspath(os.path.expanduser(cfg.path))
     if source == "npz" and os.path.isfile(out["path"]):
       out["sha256"] = arrays.file_digest(out["path"])
+    if source == "folder" and os.path.isdir(out["path"]):
+      out["num_files"], out["sha256"] = folder_lib.files_digest(out["path"])
+      out |= {k: cfg[k] for k in ("eval_fraction", "background", "resize_filter")}
   elif source == "tfds":
     out["data_dir"] = cfg.data_dir or os.environ.get("TFDS_DATA_DIR", "") or "~/tensorflow_datasets"
   return out
@@ -138,7 +124,7 @@ def source_config(record: dict, data_cfg: ml_collections.ConfigDict) -> ml_colle
   run is evaluated on the data it read even where 'auto' would resolve otherwise."""
   cfg = ml_collections.ConfigDict(data_cfg.to_dict())
   cfg.source = record["source"]
-  for key in ("name", "split", "eval_split"):
+  for key in ("name", "split", "eval_split", "eval_fraction", "background", "resize_filter"):
     if key in record:
       cfg[key] = record[key]
   if "folder" in record or "path" in record:
@@ -161,6 +147,10 @@ def source_changed(record: dict) -> str:
     if not os.path.isfile(record["path"]):
       return f"{record['path']} is gone"
     now = arrays.file_digest(record["path"])
+  elif record["source"] == "folder":
+    if not os.path.isdir(record["path"]):
+      return f"{record['path']} is gone"
+    _, now = folder_lib.files_digest(record["path"])
   else:
     return ""
   where = record.get("folder", record.get("path"))
@@ -188,25 +178,24 @@ def load_split(cfg: ml_collections.ConfigDict, split: str, image_size: int,
   elif source == "idx":
     images, labels = _tfds_arrays(local_idx.local_idx_builder(cfg.name, cfg.path, cfg.data_dir), split)
   elif source == "folder":
-    if split != cfg.split:
-      raise DataError(f"image folders have one split; {split!r} needs its own data.path")
-    images, labels = folder_lib.load_image_folder(cfg.path)
+    images, labels = folder_lib.load_split(cfg, split, image_size, channels)
   elif source == "npz":
     images, labels = npz.load_npz_split(cfg.path, split)
   else:
     raise DataError(f"data.source={source!r} is unknown; use auto, tfds, idx, folder or npz")
-  return fit_images(images, cfg.name, image_size, channels), labels
+  return fit_images(images, cfg.name, image_size, channels, cfg.resize_filter), labels
 
 
-def fit_images(images: np.ndarray, name: str, image_size: int, channels: int) -> np.ndarray:
-  """uint8 images brought to the model's channels (gray -> RGB by repetition) and size."""
+def fit_images(images: np.ndarray, name: str, image_size: int, channels: int, resize_filter: str = "area") -> np.ndarray:
+  """uint8 images brought to the model's channels (gray -> RGB by repetition) and size
+  (resize.resize_images)."""
   if images.shape[-1] != channels:
     if images.shape[-1] == 1 and channels == 3:
       images = np.repeat(images, 3, axis=-1)
     else:
       raise DataError(f"dataset {name!r} has {images.shape[-1]} channels, the model wants "
                       f"{channels}; set model.channels={images.shape[-1]}")
-  return resize_images(images, image_size, CENTER_CROPS.get(name, 0))
+  return resize.resize_images(images, image_size, resize_filter, CENTER_CROPS.get(name, 0))
 
 
 def process_rows(global_batch: int, process_index: int | None = None, process_count: int | None = None) -> slice:
@@ -329,7 +318,8 @@ def train_stream(config: ml_collections.ConfigDict, global_batch: int, data=None
   rows = process_rows(global_batch)
   if data is not None:
     images, labels = arrays.from_user_data(data)
-    images = fit_images(images, "user data", config.model.image_size, config.model.channels)
+    images = fit_images(images, "user data", config.model.image_size, config.model.channels,
+                        config.data.resize_filter)
   elif config.data.source == "toy":
     return ToyStream(global_batch, config.seed, rows)
   else:

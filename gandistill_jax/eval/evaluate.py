@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, parallel, steps, workdir as workdir_lib
+from gandistill_jax import config as config_lib, files, parallel, steps, workdir as workdir_lib
 from gandistill_jax.data import arrays
 from gandistill_jax.data.errors import DataError
 from gandistill_jax.eval import classifier, efficiency, metrics
@@ -21,9 +21,9 @@ EVAL_SEED = 1234
 
 
 def save_npz_atomic(path: str, **named) -> None:
-  """np.savez through a temporary file and a rename (workdir.write_atomic): another process
+  """np.savez through a temporary file and a rename (files.write_atomic): another process
   (of a multi-process run, or a concurrent eval) reads the old file or the whole new one."""
-  workdir_lib.write_atomic(path, lambda f: np.savez(f, **named), mode="wb")
+  files.write_atomic(path, lambda f: np.savez(f, **named), mode="wb")
 
 
 @dataclasses.dataclass
@@ -259,7 +259,7 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
   if with_efficiency:
     result["efficiency"] = efficiency.efficiency(gen, variables, latent)
   if parallel.is_primary():
-    workdir_lib.write_atomic(os.path.join(workdir, "eval.json"), lambda f: json.dump(result, f, indent=2))
+    files.write_atomic(os.path.join(workdir, "eval.json"), lambda f: json.dump(result, f, indent=2))
   return result
 
 
