@@ -92,6 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.cache_dir = ""           # classifier + reference features ('' = ~/.cache/gandistill_jax)
   c.eval.inception_weights = ""   # InceptionV3 .npz (experiments/tools/convert_inception_weights.py): Inception FID/KID too
   c.eval.inception_num = 10000    # samples scored on Inception features (at most eval's --num)
+  c.eval.features = "auto"        # auto | domain | inception: the network FID & co. use (docs/evaluation.md)
   return c
 
 
@@ -145,7 +146,7 @@ NON_MATH_KEYS = ("schema_version", "train.steps", "train.log_every", "train.samp
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric", "train.compile_cache",
                  "data.data_dir", "data.path", "data.download", "data.skip_unreadable", "distill.teacher_dir",
                  "distill.offline_path", "eval.cache_dir",
-                 "eval.inception_weights", "eval.inception_num")
+                 "eval.inception_weights", "eval.inception_num", "eval.features")
 
 
 # Keys added after workdirs were first written, with the value that reproduces what those
