@@ -49,7 +49,8 @@ def write_report(runs: Sequence, results: dict[str, dict], workdir: str, command
         ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
   ax.set_xscale("log")
   ax.set_xlabel("generator parameters")
-  ax.set_ylabel("FID (domain classifier features)")
+  inception_primary = results[runs[0].name].get("features") == "inception"
+  ax.set_ylabel(f"FID ({'InceptionV3 pool3' if inception_primary else 'domain classifier'} features)")
   ax.legend()
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "fid_vs_params.png"), dpi=120)
@@ -57,7 +58,7 @@ def write_report(runs: Sequence, results: dict[str, dict], workdir: str, command
 
   teacher = next(r.name for r in runs if r.kind == "teacher")
   t_eff = results[teacher]["efficiency"]
-  with_inception = any("inception" in results[r.name] for r in runs)
+  with_inception = any("inception" in results[r.name] for r in runs) and not inception_primary
   first = results[names[0]]
   lines = [f"# Compression study: {first['dataset']}", "", f"Command: `{command}`", "",
            f"Device: {t_eff['device']}. FID/KID/PR/DC: {first['counts']['generated']} samples per run (the z of "
@@ -65,7 +66,7 @@ def write_report(runs: Sequence, results: dict[str, dict], workdir: str, command
            f"{first['reference_split']} split (data sha256 {first['protocol']['reference_data']['sha256'][:12]}); "
            f"features: {first['feature_extractor']}, weights sha256 "
            f"{first['protocol']['feature_network']['weights_sha256'][:12]}"
-           + (f"; Inception FID on InceptionV3 pool3 ({first['inception']['generated']} samples)" if "inception" in first else "")
+           + (f"; Inception FID on InceptionV3 pool3 ({first['inception']['generated']} samples)" if with_inception else "")
            + f". Fidelity: the same {results[names[-1]].get('fidelity', {}).get('num_z', 0)} "
            "z through student and teacher.", "",
            "| run | kind | G params | x fewer | steps | train min | MFLOPs/sample | samples/s (b256) | x faster | FID | KID | "
@@ -74,7 +75,7 @@ def write_report(runs: Sequence, results: dict[str, dict], workdir: str, command
            "|---" * (17 + with_inception) + "|"]
   for r in runs:
     e, q, fi = results[r.name]["efficiency"], results[r.name], results[r.name].get("fidelity", {})
-    inception = f"{q['inception']['fid']:.2f} | " if "inception" in q else ("| " if with_inception else "")
+    inception = (f"{q['inception']['fid']:.2f} | " if "inception" in q else "| ") if with_inception else ""
     lines.append(
         f"| {r.name} | {r.kind} | {e['params']:,} | {t_eff['params'] / e['params']:.1f} | {q.get('steps', r.config.train.steps)} | "
         f"{q.get('train_seconds', float('nan')) / 60:.1f} | {e['flops_per_sample'] / 1e6:.2f} | "

@@ -156,7 +156,10 @@ def _evaluate(run: Run, wd: str, teacher_dir: str, eval_num: int) -> dict:
 def _scored_as_asked(result: dict, eval_num: int, eval_config) -> bool:
   """Whether an eval.json has `eval_num` samples and, where Inception FID is asked for,
   Inception numbers from the same weights file and sample count."""
-  if "protocol" not in result or result["counts"]["generated"] != eval_num:   # scored before eval.json had it
+  if "protocol" not in result:   # scored before eval.json had it
+    return False
+  inception_primary = result.get("features") == "inception"
+  if result["counts"]["generated"] != (min(eval_num, eval_config.inception_num) if inception_primary else eval_num):
     return False
   weights = eval_config.inception_weights
   if not weights:
@@ -205,7 +208,8 @@ def run_seeds(runs: Sequence[Run], seeds: Sequence[int], workdir: str, command: 
   return report if len(by_seed) == 1 else reports.seeds_report(runs, by_seed, workdir, command)
 
 
-DEMO_SCHEDULE = {"teacher_steps": 5000, "student_steps": 3000, "eval_num": 5000}
+DEMO_SCHEDULE = {"teacher_steps": 5000, "student_steps": 3000, "eval_num": 5000,
+                 "students": tuple((s.width, s.proj_rank) for s in recipes.DEMO_STUDENTS)}
 
 
 def with_demo_schedule(base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -218,18 +222,20 @@ def with_demo_schedule(base: ml_collections.ConfigDict) -> ml_collections.Config
 
 
 def demo_runs(base: ml_collections.ConfigDict, tiny: bool = False) -> list[Run]:
-  """Teacher (width 32), students distilled with the default recipe at ~12x and ~38x fewer
-  parameters, and the same students trained from scratch; steps from `base.demo`
-  (with_demo_schedule: teacher 5000, students 3000), which the runs' configs do not keep."""
+  """Teacher (width 32), students (the teacher's family at `base.demo.students`' (width,
+  projection rank)s; by default ~12x and ~38x fewer parameters at 28x28x1) distilled with
+  the default recipe, and the same students trained from scratch. Steps and students come
+  from `base.demo` (with_demo_schedule), which the runs' configs do not keep."""
   base = ml_collections.ConfigDict(base.to_dict())
   schedule = DEMO_SCHEDULE | dict(base.get("demo", {}))
   if "demo" in base:
     del base["demo"]
   t_steps, s_steps = (6, 6) if tiny else (schedule["teacher_steps"], schedule["student_steps"])
   teacher = recipes.teacher_config(base, 32, t_steps)
+  students = [recipes.Student(base.model.family, int(w), int(r)) for w, r in schedule["students"]]
   runs = [Run("teacher", "teacher", teacher)]
   runs += [Run(f"distill_{s.tag}", "distill", recipes.distill_config(teacher, s, s_steps, recipes.DEFAULT_RECIPE,
                                                                       recipes.DEFAULT_INIT))
-           for s in recipes.DEMO_STUDENTS]
-  runs += [Run(f"scratch_{s.tag}", "scratch", recipes.scratch_config(teacher, s, s_steps)) for s in recipes.DEMO_STUDENTS]
+           for s in students]
+  runs += [Run(f"scratch_{s.tag}", "scratch", recipes.scratch_config(teacher, s, s_steps)) for s in students]
   return runs

@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "configs"))
 REFERENCE = os.path.join(HERE, "torch_dcgan_train.py")
 REFERENCE_LOW_RANK = os.path.join(HERE, "torch_reference_low_rank.py")
 
-from gandistill_jax import recipes, study  # noqa: E402
+from gandistill_jax import config as config_lib, recipes, study  # noqa: E402
 from gandistill_jax.data import pipeline  # noqa: E402
 from gandistill_jax.eval import evaluate  # noqa: E402
 
@@ -74,10 +74,10 @@ def student_of(spec: str):
 OBJECTIVES = {"pixel": "pixel", "joint": "joint", "scratch": "gan"}   # ours -> the reference's --mode
 
 
-def score_npz(path: str, config, extractor, real, num: int) -> dict:
+def score_npz(path: str, config, score, num: int) -> dict:
   with np.load(path, allow_pickle=False) as f:
     images = pipeline.to_float(f["images"][:num])
-  return evaluate.quality(extractor, real, images, extractor.model.num_classes)
+  return score.quality(images, latent_seed=None)
 
 
 def inception_table(rows: dict, config, a, ref_dir: str, refs: dict) -> list[str]:
@@ -88,7 +88,8 @@ def inception_table(rows: dict, config, a, ref_dir: str, refs: dict) -> list[str
   config = ml_collections.ConfigDict(config.to_dict())
   config.eval.update(inception_weights=a.inception_weights)
   ref = evaluate.reference_from_config(config.data, config.model.image_size, config.model.channels)
-  features, real, _ = evaluate.inception_reference(config, ref)
+  inception = evaluate.scorer(ref, config_lib.cache_dir(config), "inception", a.inception_weights)
+  features, real = (lambda x: inception.outputs(x)[1]), inception.real
   n = a.inception_num
   def fid_of(images):
     return metrics.fid(real, features(images))
@@ -153,13 +154,12 @@ def main():
   ref_dir = os.path.join(a.workdir, "reference")
   os.makedirs(ref_dir, exist_ok=True)
   score = evaluate.reference(teacher)
-  extractor, real = score.extractor, score.real
   rows = {}
   for name, (mode, width, out, seed, rank) in refs.items():   # the teacher first: the students need it
     if a.skip_missing and not os.path.exists(os.path.join(ref_dir, out + ".npz")):
       continue
     rows[name] = {"reference": score_npz(reference_run(ref_dir, mode, width, a.steps, out, seed, rank),
-                                         teacher, extractor, real, a.num)}
+                                         teacher, score, a.num)}
   ours_results = study.run_all(ours, a.workdir, eval_num=a.num, progress=False)
   for run in ours:
     rows.setdefault(run.name, {"reference": None})["ours"] = ours_results[run.name]

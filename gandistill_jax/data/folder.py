@@ -58,10 +58,10 @@ def _is_image(name: str) -> bool:
 def _files_below(folder: str) -> list[str]:
   """Image files anywhere below `folder`, relative to it, in a fixed (sorted) order."""
   out = []
-  for path, dirs, files in os.walk(folder):
+  for path, dirs, names in os.walk(folder):
     dirs.sort()
     rel = os.path.relpath(path, folder)
-    out += [os.path.normpath(os.path.join(rel, n)) for n in sorted(files) if _is_image(n)]
+    out += [os.path.normpath(os.path.join(rel, n)) for n in sorted(names) if _is_image(n)]
   return out
 
 

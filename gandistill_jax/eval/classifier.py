@@ -108,6 +108,13 @@ class FeatureExtractor:
     return self.record["test_accuracy"]
 
   @property
+  def num_classes(self) -> int:
+    return self.model.num_classes
+
+  def describe(self) -> str:
+    return f"domain classifier ({self.name}, test accuracy {self.test_accuracy:.4f})"
+
+  @property
   def id(self) -> str:
     """What identifies the features: the weights' SHA-256 (the architecture is in the name)."""
     return f"{self.record['name']}@{self.record['weights_sha256']}"

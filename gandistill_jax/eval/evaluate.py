@@ -62,18 +62,39 @@ def reference_from_arrays(data, image_size: int, channels: int, what: str = "the
   return Reference(images, labels, what, {"source": "arrays", "examples": len(images)}, lambda: (images, labels))
 
 
-def feature_network(ref: Reference, cache_dir: str) -> classifier.FeatureExtractor:
-  """The shipped network for this very data (by digest), else a classifier trained on its
-  labelled training images (cached by their digest); without labels, one clear error."""
-  shipped = classifier.shipped_network(ref.images.shape[1:], ref.digest)
-  if shipped is not None:
-    return shipped
+FEATURES = ("auto", "domain", "inception")
+
+
+def feature_network(ref: Reference, cache_dir: str, features: str = "auto", inception_weights: str = ""):
+  """The network FID & co. score `ref` with (`eval.features`):
+
+    domain     the shipped network for this very data (by digest), else a classifier
+               trained on its labelled training images (cached by their digest)
+    inception  InceptionV3 pool3 from `inception_weights` (inception.InceptionFeatures)
+    auto       the shipped network if there is one for the data; else Inception when
+               weights are given and the images are colour or unlabelled; else domain
+
+  Data without labels and without Inception weights: one clear error."""
+  if features not in FEATURES:
+    raise DataError(f"eval.features={features!r} is unknown; use one of {', '.join(FEATURES)}")
+  labelled = len(np.unique(ref.labels)) >= 2
+  if features != "inception":
+    shipped = classifier.shipped_network(ref.images.shape[1:], ref.digest)
+    if shipped is not None:
+      return shipped
+  if features == "inception" or (features == "auto" and inception_weights and
+                                 (ref.images.shape[-1] == 3 or not labelled)):
+    from gandistill_jax.eval import inception
+    if not inception_weights:
+      raise DataError("eval.features='inception' needs eval.inception_weights=<.npz> (convert it once with "
+                      "experiments/tools/convert_inception_weights.py)")
+    return inception.InceptionFeatures(inception_weights)
   images, labels = ref.train()
   if len(np.unique(labels)) < 2:
     raise DataError(f"the data to score against ({ref.source.get('path') or ref.source.get('folder') or ref.source['source']}) "
                     f"has no class labels, so no domain classifier can be trained for its FID; give labels "
-                    f"(npz: <split>_labels; folder: one subfolder per class; arrays: (images, labels)) or score "
-                    f"on your own features: gd.fid(a, b, features=fn)")
+                    f"(npz: <split>_labels; folder: one subfolder per class; arrays: (images, labels)), score on "
+                    f"Inception features (--set eval.inception_weights=<npz>) or on your own: gd.fid(a, b, features=fn)")
   num_classes = int(max(labels.max(), ref.labels.max())) + 1
   return classifier.load_or_train(cache_dir, images, labels, (ref.images, ref.labels), num_classes)
 
@@ -99,11 +120,37 @@ class Scorer:
   reference: Reference
   extractor: classifier.FeatureExtractor
   real: np.ndarray
+  cache_dir: str = ""
 
-  def quality(self, samples: np.ndarray, prdc_num: int = 5000, latent_seed: int | None = EVAL_SEED) -> dict:
+  @property
+  def is_inception(self) -> bool:
+    return self.extractor.num_classes == 0
+
+  def outputs(self, images: np.ndarray, cache: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+    """(logits or None, features) of `images`. `cache`: kept in the cache folder under the
+    digest of (network id, the images' bytes), so a teacher's samples are scored once for
+    its own evaluation and every student's fidelity."""
+    if not cache:
+      return self.extractor.logits_and_features(images)
+    images = np.ascontiguousarray(images, np.float32)
+    key = hashlib.sha256(f"{self.extractor.id} {images.shape}".encode() + images.tobytes()).hexdigest()
+    path = os.path.join(self.cache_dir, f"generated-{key[:24]}.npz")
+    if os.path.exists(path):
+      with np.load(path, allow_pickle=False) as f:
+        if str(f["key"]) == key:
+          return (f["logits"] if "logits" in f else None), f["features"]
+    logits, feats = self.extractor.logits_and_features(images)
+    os.makedirs(self.cache_dir, exist_ok=True)
+    save_npz_atomic(path, features=feats, key=np.array(key), **({} if logits is None else {"logits": logits}))
+    return logits, feats
+
+  def quality(self, samples: np.ndarray, prdc_num: int = 5000, latent_seed: int | None = EVAL_SEED,
+              outputs: tuple | None = None) -> dict:
     """`quality` of `samples` with the protocol; `latent_seed`: the seed of the z they were
-    generated from (None for images given as such)."""
-    return quality(self.extractor, self.real, samples, self.extractor.model.num_classes, prdc_num) | {
+    generated from (None for images given as such); `outputs`: their (logits, features)
+    when already computed."""
+    logits, feats = outputs if outputs is not None else self.outputs(samples)
+    return quality(logits, feats, self.real, self.extractor.num_classes, prdc_num) | {
         "protocol": self.protocol(len(samples), latent_seed)}
 
   def protocol(self, generated: int, latent_seed: int | None = EVAL_SEED) -> dict:
@@ -113,43 +160,21 @@ class Scorer:
     return {"generated": generated, "reference": len(self.real), "reference_split": self.reference.split,
             "reference_data": {"sha256": self.reference.digest, "source": self.reference.source},
             "feature_network": {k: r[k] for k in ("name", "weights_sha256", "test_accuracy", "train_data_sha256",
-                                                           "test_data_sha256")
+                                                           "test_data_sha256", "weights", "input")
                                 if k in r} | {"shipped": "eval_data_sha256" in r},
             "latent_seed": latent_seed}
 
 
-def scorer(ref: Reference, cache_dir: str) -> Scorer:
-  extractor = feature_network(ref, cache_dir)
-  return Scorer(ref, extractor, reference_features(extractor, ref, cache_dir))
+def scorer(ref: Reference, cache_dir: str, features: str = "auto", inception_weights: str = "") -> Scorer:
+  """The Scorer of `ref` on the network feature_network picks (eval.features)."""
+  extractor = feature_network(ref, cache_dir, features, inception_weights)
+  return Scorer(ref, extractor, reference_features(extractor, ref, cache_dir), cache_dir)
 
 
 def reference(config: ml_collections.ConfigDict) -> Scorer:
-  """The Scorer for the eval split of `config.data` at the model's size."""
+  """The Scorer for the eval split of `config.data` at the model's size, on config.eval's network."""
   return scorer(reference_from_config(config.data, config.model.image_size, config.model.channels),
-                config_lib.cache_dir(config))
-
-
-def inception_reference(config: ml_collections.ConfigDict, ref: Reference):
-  """(features fn, real features, weights file SHA-256) on InceptionV3 pool3 for `ref`, or
-  None without weights. The real features are cached under the digest of (weights file,
-  reference data) and resize (bilinear to 299, grey repeated to RGB)."""
-  weights = os.path.expanduser(config.eval.inception_weights)
-  if not weights:
-    return None
-  from gandistill_jax.eval import inception
-  features = inception.load_inception(weights)
-  apply = lambda x: classifier.batched_apply(features, np.asarray(x, np.float32), batch=100)
-  weights_sha = arrays.file_digest(weights)
-  key = hashlib.sha256(f"{weights_sha} bilinear299 {ref.digest}".encode()).hexdigest()[:16]
-  path = os.path.join(config_lib.cache_dir(config), f"reference-inception-{key}.npz")
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      if str(f["weights_sha256"]) == weights_sha and str(f["data_sha256"]) == ref.digest:
-        return apply, f["features"], weights_sha
-  real = apply(arrays.to_float(ref.images))
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  save_npz_atomic(path, features=real, weights_sha256=np.array(weights_sha), data_sha256=np.array(ref.digest))
-  return apply, real, weights_sha
+                config_lib.cache_dir(config), config.eval.features, config.eval.inception_weights)
 
 
 def latents(latent_dim: int, num: int, seed: int = EVAL_SEED) -> np.ndarray:
@@ -163,29 +188,30 @@ def generate(gen, variables, latent_dim: int, num: int, seed: int = EVAL_SEED, b
   return np.concatenate([np.asarray(apply(z[i:i + batch])) for i in range(0, num, batch)])
 
 
-def quality(extractor, real_features, samples, num_classes: int, prdc_num: int = 5000) -> dict:
-  logits, feats = extractor.logits_and_features(samples)
+def quality(logits, feats, real_features, num_classes: int, prdc_num: int = 5000) -> dict:
+  """FID, KID, precision/recall, density/coverage of features against the real ones, and,
+  with a classifier's logits, its classifier score and class coverage."""
   kid_mean, kid_se = metrics.kid(real_features, feats)
   n = min(prdc_num, len(feats), len(real_features))
   out = {"fid": metrics.fid(real_features, feats), "kid": kid_mean, "kid_se": kid_se,
-         **metrics.prdc(real_features[:n], feats[:n]),
-         "classifier_score": metrics.classifier_score(logits),
-         **metrics.class_coverage(logits, num_classes)}
+         **metrics.prdc(real_features[:n], feats[:n])}
+  if logits is not None:
+    out |= {"classifier_score": metrics.classifier_score(logits), **metrics.class_coverage(logits, num_classes)}
   out["counts"] = {"generated": len(feats), "reference": len(real_features), "prdc_each": n,
                    "kid_subsets": 50, "kid_subset_size": min(1000, len(feats), len(real_features))}
   return out
 
 
-def fidelity(extractor, student_images, teacher_images) -> dict:
+def fidelity(student_images, teacher_images, student_features, teacher_features) -> dict:
   """Per-z agreement of student and teacher on the same z: pixel L1, PSNR, feature L2."""
   s, t = np.asarray(student_images, np.float64), np.asarray(teacher_images, np.float64)
   axes = tuple(range(1, s.ndim))
   mse = ((s - t) ** 2).mean(axes)
-  _, fs = extractor.logits_and_features(s.astype(np.float32))
-  _, ft = extractor.logits_and_features(t.astype(np.float32))
   return {"pixel_l1": float(np.abs(s - t).mean()),
           "psnr_db": float(np.mean(10 * np.log10(4.0 / np.maximum(mse, 1e-12)))),  # peak-to-peak 2 on [-1, 1]
-          "feature_l2": float(np.linalg.norm(fs - ft, axis=1).mean()), "num_z": len(s)}
+          "feature_l2": float(np.linalg.norm(np.asarray(student_features) - np.asarray(teacher_features),
+                                             axis=1).mean()),
+          "num_z": len(s)}
 
 
 def workdir_reference(workdir: str, config: ml_collections.ConfigDict, overrides: Sequence[str] = (),
@@ -229,33 +255,38 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
     if not item.partition("=")[0].startswith(("data.", "eval.")):
       raise ValueError(f"--set {item!r}: eval takes data.* and eval.* keys only (the run's own config is fixed)")
   config = config_lib.apply_overrides(config, overrides)
-  latent = config.model.latent_dim
-  score = scorer(workdir_reference(workdir, config, overrides, data), config_lib.cache_dir(config))
+  latent, cache = config.model.latent_dim, config_lib.cache_dir(config)
+  score = scorer(workdir_reference(workdir, config, overrides, data), cache, config.eval.features,
+                 config.eval.inception_weights)
+  num = min(num, config.eval.inception_num) if score.is_inception else num
   samples = generate(gen, variables, latent, num)
-  extractor = score.extractor
+  outputs = score.outputs(samples, cache=score.is_inception)
   result = {"workdir": os.path.basename(os.path.normpath(workdir)), "kind": "distill" if "distill" in config else "gan",
             "dataset": config.data.name, "reference_split": score.reference.split,
-            "feature_extractor": f"domain classifier ({extractor.name}, test accuracy {extractor.test_accuracy:.4f})",
-            **score.quality(samples)}
-  inception_ref = inception_reference(config, score.reference)
-  if inception_ref is not None:
-    features, real_inception, weights_sha = inception_ref
+            "features": "inception" if score.is_inception else "domain",
+            "feature_extractor": score.extractor.describe(), **score.quality(samples, outputs=outputs)}
+  inception = score if score.is_inception else (
+      scorer(score.reference, cache, "inception", config.eval.inception_weights) if config.eval.inception_weights
+      else None)
+  if inception is not None:
     n = min(num, config.eval.inception_num)
-    fake = features(samples[:n])
-    kid_mean, kid_se = metrics.kid(real_inception, fake)
-    result["inception"] = {"fid": metrics.fid(real_inception, fake), "kid": kid_mean, "kid_se": kid_se,
-                           "generated": n, "reference": len(real_inception), "weights_sha256": weights_sha,
+    fake = outputs[1][:n] if inception is score else inception.outputs(samples[:n])[1]
+    kid_mean, kid_se = metrics.kid(inception.real, fake)
+    result["inception"] = {"fid": metrics.fid(inception.real, fake), "kid": kid_mean, "kid_se": kid_se,
+                           "generated": n, "reference": len(inception.real),
+                           "weights_sha256": inception.extractor.record["weights_sha256"],
                            "weights": os.path.basename(config.eval.inception_weights)}
   teacher = None
   if "distill" in config:
     teacher = workdir_lib.restore_network(workdir, "teacher")
   elif teacher_dir:
     teacher = workdir_lib.restore_network(teacher_dir, "generator")
-  if teacher is not None:
+  if teacher is not None:   # the teacher's samples on the same z, scored as in its own evaluation (cached)
     t_gen, t_vars, _, _ = teacher
-    fidelity_num = min(fidelity_num, num)
-    result["fidelity"] = fidelity(extractor, samples[:fidelity_num],
-                                  generate(t_gen, t_vars, latent, fidelity_num))
+    k = min(fidelity_num, num)
+    t_samples = generate(t_gen, t_vars, latent, num)
+    t_outputs = score.outputs(t_samples, cache=score.is_inception)
+    result["fidelity"] = fidelity(samples[:k], t_samples[:k], outputs[1][:k], t_outputs[1][:k])
   if with_efficiency:
     result["efficiency"] = efficiency.efficiency(gen, variables, latent)
   if parallel.is_primary():
@@ -269,7 +300,7 @@ def periodic_eval_fn(config, data=None):
   m = config.model
   ref = reference_from_config(config.data, m.image_size, m.channels) if data is None else \
       reference_from_arrays(data, m.image_size, m.channels)
-  score = scorer(ref, config_lib.cache_dir(config))
+  score = scorer(ref, config_lib.cache_dir(config), config.eval.features, config.eval.inception_weights)
 
   def eval_fn(task, state):
     variables = parallel.to_host(jax.jit(task.generator_variables)(state))   # local arrays in every process

