@@ -136,10 +136,41 @@ def test_eval_reports_inception_fid_next_to_the_domain_classifiers_and_caches_th
   run_cli("eval", "--workdir", w, "--num", "32", *evaluation)
   first = json.load(open(os.path.join(w, "eval.json")))
   assert np.isfinite(first["fid"]) and np.isfinite(first["inception"]["fid"]) and first["inception"]["generated"] == 32
-  [cached] = [os.path.join(tmp_path, "cache", n) for n in os.listdir(tmp_path / "cache")
-              if n.startswith("reference-inception-")]
-  with np.load(cached) as f:   # keyed by the weights file and the data as read
-    assert str(f["weights_sha256"]) == first["inception"]["weights_sha256"]
-    assert str(f["data_sha256"]) == first["protocol"]["reference_data"]["sha256"]
+  assert first["features"] == "domain"   # grey, labelled data keep their domain network
+  cached = {}
+  for n in os.listdir(tmp_path / "cache"):
+    if n.startswith("reference-"):
+      with np.load(tmp_path / "cache" / n) as f:
+        cached[str(f["feature_network"]).partition("@")[0]] = (str(f["feature_network"]), str(f["data_sha256"]))
+  # keyed by the weights file and the data as read
+  assert cached["inception-v3-fid"] == (f"inception-v3-fid@{first['inception']['weights_sha256']} bilinear299",
+                                        first["protocol"]["reference_data"]["sha256"])
   run_cli("eval", "--workdir", w, "--num", "32", *evaluation)   # from the cached reference
   assert json.load(open(os.path.join(w, "eval.json")))["inception"]["fid"] == pytest.approx(first["inception"]["fid"])
+
+
+@pytest.mark.slow
+def test_colour_or_unlabelled_images_are_scored_on_inception_features(model_and_variables, tmp_path):
+  from PIL import Image
+  from test_loop_cli import QUICK, run_cli, sets
+  _, variables = model_and_variables
+  np.savez(tmp_path / "w.npz", **to_torch_names(variables))
+  rng = np.random.default_rng(0)
+  os.makedirs(tmp_path / "colour")
+  for i in range(80):
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "colour" / f"{i}.png")
+  data = sets("data.source='folder'", "data.name='noise'", f"data.path='{tmp_path / 'colour'}'",
+              "data.eval_fraction=0.25", "model.channels=3", "model.image_size=32", "train.steps=2")
+  w = str(tmp_path / "w")
+  run_cli("train-teacher", "--config", QUICK, "--workdir", w, "--quiet", *data)
+  cache = sets(f"eval.cache_dir='{tmp_path / 'cache'}'")
+  no_labels = run_cli("eval", "--workdir", w, "--num", "16", *cache, check=False)
+  assert no_labels.returncode == 2 and "has no class labels" in no_labels.stderr
+  assert "eval.inception_weights" in no_labels.stderr and "Traceback" not in no_labels.stderr
+  run_cli("eval", "--workdir", w, "--num", "16", *cache, *sets(f"eval.inception_weights='{tmp_path / 'w.npz'}'"))
+  result = json.load(open(os.path.join(w, "eval.json")))
+  assert result["features"] == "inception" and "classifier_score" not in result
+  assert result["protocol"]["feature_network"]["name"] == "inception-v3-fid"
+  assert result["inception"]["fid"] == result["fid"] and result["counts"]["generated"] == 16
+  missing = run_cli("eval", "--workdir", w, "--num", "16", *cache, *sets("eval.features='inception'"), check=False)
+  assert missing.returncode == 2 and "eval.features='inception' needs eval.inception_weights" in missing.stderr
