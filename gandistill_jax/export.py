@@ -11,6 +11,12 @@ payload, so a corrupt, truncated or edited file is refused before deserialisatio
 (version 1 files, whose checksum covers the payload only, are still read). Loading needs
 only jax (and numpy). Weights that are not finite are never exported.
 
+The checksum catches accidents (a bad disk, a cut download, an edit by hand), not intent:
+anyone who edits a file can compute its checksum again. It is not a signature; trust an
+exported file as much as where it came from. Loading one runs no Python code from it (the
+payload is StableHLO, and `jax.export` refuses host callbacks), and its header is checked
+field by field.
+
 Before export, a DCGAN-family generator is put in its inference form (`inference_form`):
 batch norm folded into the preceding layers (models.dcgan.fold_batch_norm), and, chosen
 by timing each candidate at batch 256 on the exporting device, whether the low-rank
@@ -31,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gandistill_jax import parallel
+from gandistill_jax import files, parallel
 
 MAGIC, VERSION = b"GDJX", 2
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -155,10 +161,8 @@ def export_generator(gen, variables, latent_dim: int, sample_shape: tuple, path:
             "payload_bytes": len(payload), "inference_form": form, **(extra or {})}
   header["sha256"] = _digest(header, payload)
   raw = json.dumps(header).encode()
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(MAGIC + bytes([VERSION]) + struct.pack(">I", len(raw)) + raw + payload)
-  os.replace(tmp, path)
+  files.write_atomic(path, lambda f: f.write(MAGIC + bytes([VERSION]) + struct.pack(">I", len(raw)) + raw + payload),
+                     mode="wb")
   return header
 
 
@@ -178,9 +182,11 @@ def read_artifact(path: str) -> tuple[dict, bytes]:
   if data[:4] != MAGIC:
     raise ArtifactError(f"{path}: not a gandistill exported generator (bad magic bytes); "
                         f"make one with `gandistill export`")
-  if len(data) < 9 or data[4] not in (1, VERSION):
-    raise ArtifactError(f"{path}: unsupported format version {data[4] if len(data) > 4 else '?'} (this "
-                        f"gandistill_jax reads version {VERSION})")
+  if len(data) < 9:
+    raise ArtifactError(f"{path}: truncated ({len(data)} bytes, shorter than the file's fixed start)")
+  if data[4] not in (1, VERSION):
+    raise ArtifactError(f"{path}: unsupported format version {data[4]} (this gandistill_jax reads versions 1 to "
+                        f"{VERSION}); export it again with this version")
   (n,) = struct.unpack(">I", data[5:9])
   try:
     header = json.loads(data[9:9 + n])
@@ -194,7 +200,21 @@ def read_artifact(path: str) -> tuple[dict, bytes]:
         else _digest(header, payload) == header.get("sha256"))
   if not ok:
     raise ArtifactError(f"{path}: corrupt or edited (checksum mismatch over the header and payload)")
+  _check_header(path, header)
   return header, payload
+
+
+def _check_header(path: str, header: dict) -> None:
+  """The fields a loader uses, with their types: an edited header with a recomputed
+  checksum is refused here, not by a KeyError deep in loading."""
+  def positive_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+  checks = {"latent_dim": positive_int,
+            "output_shape": lambda v: isinstance(v, list) and 0 < len(v) <= 4 and all(map(positive_int, v)),
+            "platforms": lambda v: isinstance(v, list) and bool(v) and all(isinstance(p, str) for p in v)}
+  for key, ok in checks.items():
+    if not ok(header.get(key)):
+      raise ArtifactError(f"{path}: bad header field {key}={header.get(key)!r}; export it again")
 
 
 def load_exported(path: str) -> LoadedGenerator:
@@ -203,7 +223,17 @@ def load_exported(path: str) -> LoadedGenerator:
   if platform not in header["platforms"]:
     raise ArtifactError(f"{path} was exported for {header['platforms']}, not for this {platform} device; "
                         f"export again on or for {platform}")
-  exported = jax.export.deserialize(bytearray(payload))
+  try:
+    exported = jax.export.deserialize(bytearray(payload))
+  except Exception as e:   # a payload that passed its checksum yet does not parse: written so, or edited
+    raise ArtifactError(f"{path}: the payload is not a jax.export program ({type(e).__name__}); export it "
+                        f"again") from None
+  want = ((None, header["latent_dim"]), (None, *header["output_shape"]))
+  got = tuple(tuple(None if not isinstance(d, int) else d for d in a.shape) for a in (*exported.in_avals,
+                                                                                       *exported.out_avals))
+  if got != want:
+    raise ArtifactError(f"{path}: the program maps {got[0]} -> {got[1:]} but the header says {want[0]} -> "
+                        f"{want[1]}; export it again")
   return LoadedGenerator(jax.jit(exported.call), header["latent_dim"], tuple(header["output_shape"]), path)
 
 
