@@ -8,12 +8,27 @@ Orbax writes each step into a temporary folder and renames it when complete, so 
 in the middle of a save leaves nothing that `latest_step` would pick up. A restore
 recomputes the checksums: flipped bytes, a truncated file or garbage metadata make a
 step corrupt (CorruptCheckpoint, one line naming the step and the folder), and
-`restore_newest_intact` falls back to the newest step that restores intact.
+`restore_newest_intact` falls back to the newest step that restores intact. Networks of
+other shapes than the restore asks for are not damage: CheckpointMismatch says so, and
+nothing is moved aside for it.
+
+A failed restore leaves Orbax's other reads in flight: at exit their TensorStore callbacks
+find the event loop closed, their gathered futures are never retrieved and their
+coroutines never awaited, and Python reports each (`RuntimeError: Event loop is closed`,
+`_GatheringFuture exception was never retrieved`, ...) with a traceback. They are noise
+after an error already reported in one line; `_quiet_orbax_leftovers` drops exactly those
+(errors raised in Orbax's own code or by its closed loop), and every other error is
+reported as before.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import sys
+import traceback
+import warnings
 from typing import Any
 
 import jax
@@ -28,8 +43,81 @@ class CorruptCheckpoint(ValueError):
   """A saved step that cannot be restored as it was written."""
 
 
+class CheckpointMismatch(ValueError):
+  """A saved step holding other networks (structure or shapes) than the restore asks for:
+  a config or command that does not fit the workdir, not a damaged checkpoint."""
+
+
 class MissingItem(LookupError):
   """A checkpoint written before the item was saved (or by a run that has none)."""
+
+
+# What Orbax and TensorStore say when the arrays asked for are not the arrays saved.
+_MISMATCH = ("tree structures do not match", "is not compatible with the stored shape")
+
+
+def _from_orbax(tb) -> bool:
+  return any(f"{os.sep}orbax{os.sep}" in f.filename for f in traceback.extract_tb(tb)) if tb else False
+
+
+def _leftover(e: BaseException | None, tb=None) -> bool:
+  """An error a failed Orbax restore leaves behind: raised in Orbax's code, or its closed
+  event loop refusing a TensorStore callback."""
+  if e is None:
+    return False
+  tb = tb or e.__traceback__
+  frames = traceback.extract_tb(tb) if tb else []
+  closed_loop = (isinstance(e, RuntimeError) and str(e) == "Event loop is closed" and bool(frames)
+                 and frames[-1].name == "_check_closed" and os.path.basename(frames[-1].filename) == "base_events.py")
+  return closed_loop or _from_orbax(tb)
+
+
+def _quiet_unraisable(previous):
+  """sys.unraisablehook without Orbax's leftovers."""
+  def hook(unraisable):
+    coroutine = getattr(unraisable.object, "cr_code", None)
+    if _leftover(unraisable.exc_value, unraisable.exc_traceback) or (
+        coroutine is not None and f"{os.sep}orbax{os.sep}" in coroutine.co_filename):
+      return
+    previous(unraisable)
+  hook.gandistill_quiet = True
+  return hook
+
+
+class _NoOrbaxLeftovers(logging.Filter):
+  """asyncio's 'exception was never retrieved' for a future of Orbax's failed restore."""
+
+  def filter(self, record):
+    return not (record.exc_info and _leftover(record.exc_info[1], record.exc_info[2]))
+
+
+def _quiet_orbax_leftovers() -> None:
+  if not getattr(sys.unraisablehook, "gandistill_quiet", False):
+    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+  logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _NoOrbaxLeftovers) for f in logger.filters):
+    logger.addFilter(_NoOrbaxLeftovers())
+  # a coroutine collected at exit, outside any Python frame (module 'sys'): the package runs none of its own
+  warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning, "sys")
+
+
+_quiet_orbax_leftovers()
+
+
+def saved_kind(directory: str) -> str | None:
+  """The run kind ('teacher', 'scratch', 'distill') the newest readable step in
+  `directory` records, read from its JSON item without restoring anything; None if none."""
+  if not os.path.isdir(directory):
+    return None
+  for step in sorted((int(d) for d in os.listdir(directory) if d.isdigit()), reverse=True):
+    try:
+      with open(os.path.join(directory, str(step), "meta", "metadata"), "rb") as f:
+        kind = json.loads(f.read().decode("utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+      continue
+    if isinstance(kind, str):
+      return kind
+  return None
 
 
 NETWORK_ITEMS = ("generator", "discriminator", "teacher")
@@ -93,6 +181,9 @@ class Checkpointer:
                                                                meta=ocp.args.JsonRestore()))
     except Exception as e:  # Orbax, TensorStore and JSON raise many types; all mean "unreadable"
       first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      if any(m in str(e) for m in _MISMATCH):
+        raise CheckpointMismatch(f"{where} holds {item} networks of another structure or shape than this config "
+                                 f"builds ({first[:160]})") from None
       raise CorruptCheckpoint(f"{where} is unreadable ({type(e).__name__}: {first[:200]})") from None
     meta = out["meta"] or {}
     saved = meta.get("checksums") if item == "state" else meta.get("item_checksums", {}).get(item)
@@ -107,13 +198,19 @@ class Checkpointer:
     """(item, meta, step, problems) of the newest step whose `item` restores intact;
     `problems` says which newer steps were skipped and why. CorruptCheckpoint if none is
     intact; MissingItem if the newest readable step has no such item."""
-    problems = []
+    problems, mismatch = [], None
     for step in reversed(self.all_steps()):
       try:
         restored, meta = self.restore(step, target, item)
         return restored, meta, step, problems
+      except CheckpointMismatch as e:   # damage only if an older step fits
+        mismatch = mismatch or e
+        problems.append(str(e))
       except CorruptCheckpoint as e:
         problems.append(str(e))
+    if mismatch is not None:
+      raise CheckpointMismatch(f"{mismatch}; the checkpoints are not damaged: the config or the command does not fit "
+                               f"this workdir (check --workdir, --which and the run's config)")
     raise CorruptCheckpoint(f"no intact checkpoint in {self.directory}: " + "; ".join(problems))
 
   def wait(self) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import numbers
 import os
 from typing import Iterable
 
@@ -224,15 +226,62 @@ RANGES = (
     ("loss.n_critic", 1, None), ("loss.gp_weight", 0.0, None), ("loss.r1_gamma", 0.0, None),
     ("optim.g_lr", 1e-12, None), ("optim.d_lr", 1e-12, None), ("optim.b1", 0.0, 0.999999),
     ("optim.b2", 0.0, 0.999999), ("distill.pixel_p", 1, 2), ("distill.warmup_steps", 0, None),
+    ("data.eval_fraction", 0.0, 0.99), ("eval.inception_num", 1, None),
 )
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
+def _kind(value) -> str:
+  """The type a config value has, as checks and messages name it."""
+  if isinstance(value, bool):
+    return "True or False"
+  if isinstance(value, numbers.Integral):
+    return "an int"
+  if isinstance(value, numbers.Real):
+    return "a number"
+  if isinstance(value, str):
+    return "a string"
+  if isinstance(value, (list, tuple)):
+    return "a list"
+  return type(value).__name__
+
+
+def reference_values(config) -> dict:
+  """The flat base values (base_config, and default_distill_config for a distill config)
+  whose types every config's values must have; teacher_model.* as model.*."""
+  flat = flatten(base_config().to_dict())
+  if "distill" in config:
+    flat |= {f"distill.{k}": v for k, v in flatten(default_distill_config().to_dict()).items()}
+  return flat | {"teacher_model." + k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")}
+
+
+def check_types(config) -> None:
+  """Raises ValueError (one line, naming the key) for a value of another type than the
+  base config's (an int where a float is expected is fine)."""
+  reference = reference_values(config)
+  for key, value in flatten(config.to_dict()).items():
+    if key in reference and _kind(value) != _kind(reference[key]) and not (
+        _kind(reference[key]) == "a number" and _kind(value) == "an int"):
+      raise ValueError(f"{key}={value!r} must be {_kind(reference[key])}")
+
+
+def missing_keys(config) -> list[str]:
+  """The base keys (and a distill config's distill keys) a config lacks."""
+  have = flatten(config.to_dict())
+  return [k for k in reference_values(config) if k not in have and k != "schema_version"
+          and not k.startswith("teacher_model.")]
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError (one line, naming the key) for values no run can use."""
+  """Raises ValueError (one line, naming the key) for values no run can use: another type
+  than the base config's, out of range, not finite."""
+  check_types(config)
   flat = flatten(config.to_dict())
+  for key, value in flat.items():
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{key}={value!r} must be a finite number")
   for key, lo, hi in RANGES:
     if key not in flat:
       continue
@@ -255,15 +304,14 @@ def parse_value(text: str, old):
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
     value = text
-  if isinstance(old, bool) or isinstance(value, bool):
-    if not isinstance(value, bool) or not isinstance(old, bool):
-      raise ValueError(f"expected True/False, got {text!r}")
-  elif isinstance(old, float) and isinstance(value, int):
+  if old is None:
+    return value
+  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
   elif isinstance(old, tuple) and isinstance(value, list):
     value = tuple(value)
-  if old is not None and type(value) is not type(old):
-    raise ValueError(f"expected a {type(old).__name__}, got {text!r}")
+  if _kind(value) != _kind(old):
+    raise ValueError(f"expected {_kind(old)}, got {text!r}")
   return value
 
 

@@ -8,12 +8,19 @@ is a builder `f(model_config) -> nn.Module`, or an nn.Module class with a classm
 `from_config(model_config)`. Register a name in-process with `register_generator` /
 `register_discriminator`; a dotted path needs no registration, only an importable module.
 
+Importing a dotted path runs code, so a path read from a workdir (whose config.json may
+come from anyone) is imported only when the user trusts workdir code
+(`workdir_code_trusted`: `--trust-workdir-code` or GANDISTILL_TRUST_WORKDIR_CODE=1), or when
+this process has already built it from the user's own config (`needs_trust`); the check
+is workdir.check_trusted, on every config.json read.
+
 A generator or discriminator is a flax.linen Module that follows `GeneratorModule` /
 `DiscriminatorModule` below.
 """
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Callable, Protocol
 
 import flax.linen as nn
@@ -26,6 +33,9 @@ from gandistill_jax.models.mobile import MobileGenerator
 from gandistill_jax.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 Builder = Callable[[ml_collections.ConfigDict], nn.Module]
+
+TRUST_ENV = "GANDISTILL_TRUST_WORKDIR_CODE"
+_built_paths: set[str] = set()   # dotted paths this process has imported and built a module from
 
 
 class GeneratorModule(Protocol):
@@ -112,6 +122,19 @@ def register_discriminator(name: str, builder: Builder) -> None:
   DISCRIMINATORS[name] = builder
 
 
+def workdir_code_trusted() -> bool:
+  """Whether the user lets dotted model paths in workdirs' config.json be imported:
+  GANDISTILL_TRUST_WORKDIR_CODE=1 (what `--trust-workdir-code` sets)."""
+  return os.environ.get(TRUST_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def needs_trust(name) -> bool:
+  """Whether building family `name` from a workdir's config would import code the user has
+  not run: a dotted path, neither registered nor already built in this process."""
+  return (isinstance(name, str) and ":" in name and name not in GENERATORS and name not in DISCRIMINATORS
+          and name not in _built_paths)
+
+
 def _resolve(table: dict[str, Builder], name: str, key: str) -> Builder:
   if name in table:
     return table[name]
@@ -123,6 +146,8 @@ def _resolve(table: dict[str, Builder], name: str, key: str) -> Builder:
     module = importlib.import_module(module_name)
   except ImportError as e:
     raise ValueError(f"{key}={name!r}: cannot import {module_name!r} ({e}); is it on PYTHONPATH?") from None
+  except Exception as e:   # the module's own code failed: one line naming it, not its traceback
+    raise ValueError(f"{key}={name!r}: importing {module_name!r} failed ({type(e).__name__}: {e})") from None
   if not hasattr(module, attr):
     raise ValueError(f"{key}={name!r}: module {module_name!r} has no {attr!r}")
   obj = getattr(module, attr)
@@ -135,9 +160,13 @@ def _resolve(table: dict[str, Builder], name: str, key: str) -> Builder:
 
 
 def _build(table, name: str, key: str, cfg) -> nn.Module:
+  if not isinstance(name, str):
+    raise ValueError(f"{key}={name!r} must be a string: a registered name or 'package.module:Name'")
   module = _resolve(table, name, key)(cfg)
   if not isinstance(module, nn.Module):
     raise ValueError(f"{key}={name!r} built a {type(module).__name__}, not a flax.linen Module")
+  if name not in table:
+    _built_paths.add(name)
   return module
 
 
