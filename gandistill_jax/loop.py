@@ -5,8 +5,9 @@
 
 Only this module (and the CLI) touch files, signals and the clock. A run killed at any
 moment resumes from its latest checkpoint to the same parameters, bit for bit on CPU:
-the step's randomness and the data are pure functions of (seed, step). SIGTERM
-(preemption) saves at the current step and returns.
+the step's randomness and the data are pure functions of (seed, step). SIGINT (Ctrl-C) and
+SIGTERM (preemption) save at the current step and return the state before
+config.train.steps (the command line then exits with its "stopped, resumable" code).
 
 With several processes (parallel.initialize_distributed) every process runs this loop
 on its rows of the global batch; keys, states and restores are global arrays on the
@@ -27,7 +28,7 @@ import jax
 import ml_collections
 import tqdm
 
-from gandistill_jax import config as config_lib, parallel, steps, workdir as workdir_lib
+from gandistill_jax import config as config_lib, files, parallel, steps, workdir as workdir_lib
 from gandistill_jax.checkpoint import Checkpointer
 from gandistill_jax.images import save_samples
 from gandistill_jax.tasks import Task
@@ -43,6 +44,13 @@ class TrainingDiverged(RuntimeError):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class DataChanged(ValueError):
+  """A resumed run would read other data than the workdir's data.json records."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def run_keys(seed: int) -> dict[str, jax.Array]:
   base = jax.random.key(seed)
   return {name: jax.random.fold_in(base, i) for i, name in enumerate(("init", "step", "samples"))}
@@ -53,19 +61,14 @@ def check_or_write_config(config: ml_collections.ConfigDict, workdir: str, write
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json())
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    diffs = config_lib.math_differences(saved, current)
+    diffs = config_lib.math_differences(workdir_lib.read_json(path), current)
     if diffs:
       raise ConfigMismatch(f"{workdir} holds a run with a different config ({'; '.join(diffs)}); "
                            f"use a new --workdir or the saved config (e.g. --set key=saved value)")
   if not write:
     return
   os.makedirs(workdir, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(current, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  files.write_atomic(path, lambda f: json.dump(current, f, indent=2, sort_keys=True))
 
 
 def _logged_step(line: str) -> float:
@@ -84,11 +87,9 @@ class MetricsWriter:
     will log again), so every step appears once."""
     self.path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(self.path):
-      with open(self.path) as f:
+      with open(self.path, errors="replace") as f:
         kept = [line for line in f if _logged_step(line) <= start]
-      with open(self.path + ".tmp", "w") as f:
-        f.writelines(kept)
-      os.replace(self.path + ".tmp", self.path)
+      files.write_atomic(self.path, lambda f: f.writelines(kept))
     import tensorflow as tf   # here, not at the top: sample, export and eval restore without TensorFlow
     self.tf = tf
     self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
@@ -104,25 +105,34 @@ class MetricsWriter:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, task: Task, eval_fn: EvalFn | None = None,
-          mesh=None, progress: bool = True, data=None) -> Any:
-  """Runs (or resumes) `task` in `workdir` until config.train.steps; returns the final state.
+          mesh=None, progress: bool = True, data=None, allow_data_change: bool = False,
+          should_stop: Callable[[], bool] | None = None) -> Any:
+  """Runs (or resumes) `task` in `workdir` until config.train.steps; returns the final state
+  (earlier when SIGINT or SIGTERM stopped it, or `should_stop()` returned True before a
+  step, after saving the step reached).
 
   `data`: the caller's training images instead of config.data: a uint8 array (N, H, W[, C]),
   (images, labels), or a finite tf.data.Dataset (data.arrays.from_user_data). A resumed
-  run must be given the same data (it is not saved in the workdir)."""
+  run must read the data its data.json records (the caller's arrays: the same arrays),
+  unless `allow_data_change`; then data.json keeps the earlier records in its history."""
   config_lib.validate(config)                       # everything is checked before anything is written
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise NotADirectoryError(f"--workdir {workdir} is a file, not a folder")
+  workdir_lib.check_kind(workdir, task.kind)
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_divisible(task.global_batch, mesh)
   check_shapes(task, mesh)
   from gandistill_jax.data import pipeline   # TensorFlow: only runs that train read data through tf.data
   stream = pipeline.train_stream(config, task.global_batch, data)   # data errors, too, come before any write
+  record = data_record(config, data, stream)
   os.makedirs(workdir, exist_ok=True)
   with workdir_lib.workdir_lock(workdir):
+    if record is not None:
+      check_data(workdir, record, allow_data_change)
     check_or_write_config(config, workdir, write=parallel.is_primary())
     parallel.sync("config")
-    return _train(config, workdir, task, eval_fn, mesh, progress and parallel.is_primary(), data, stream)
+    return _train(config, workdir, task, eval_fn, mesh, progress and parallel.is_primary(), data, stream, record,
+                  should_stop or (lambda: False))
 
 
 def check_shapes(task: Task, mesh) -> None:
@@ -140,18 +150,25 @@ def check_shapes(task: Task, mesh) -> None:
                        f"{x.shape}); check the widths, latent_dim and image_size")
 
 
-def write_data_record(config, workdir: str, data, stream) -> None:
-  """workdir/data.json: the source the run reads and the digest of its training split as
-  read; a run on the caller's arrays also keeps them (data.npz), to be scored against."""
+def data_record(config, data, stream) -> dict | None:
+  """What data.json records of the data a run reads: the source and the digest of its
+  training split as read (None for the toy distributions, which are not data)."""
+  if config.data.source == "toy" and data is None:
+    return None
   from gandistill_jax.data import arrays, pipeline
   real = getattr(stream, "real", stream)   # a PairedStream's real images
-  record = pipeline.describe_source(config.data, data) | {
+  return pipeline.describe_source(config.data, data) | {
       "train_sha256": arrays.digest(real.images, real.labels), "train_examples": len(real.images),
       "image_shape": list(real.images.shape[1:])}
-  kept = (real.images, real.labels) if data is not None else ()
-  workdir_lib.write_data_record(workdir, record, *kept)
-  print(f"gandistill: data: {', '.join(f'{k}={v}' for k, v in record.items() if k != 'files')}",
-        file=sys.stderr, flush=True)
+
+
+def check_data(workdir: str, record: dict, allow_change: bool) -> None:
+  """Refuses to resume a run on other data than its data.json records, unless allowed."""
+  changed = workdir_lib.data_change(workdir_lib.read_data_record(workdir), record)
+  if changed and not allow_change:
+    raise DataChanged(f"{workdir} was trained on other data ({changed}); to train on the new data from here on, "
+                      f"say so with --allow-data-change (loop.train(allow_data_change=True)): data.json then "
+                      f"keeps the earlier record in its history; or use a new --workdir")
 
 
 def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
@@ -163,7 +180,7 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data, stream):
+def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data, stream, record, should_stop):
   tr = config.train
   enable_compilation_cache(config)
   keys = run_keys(config.seed)
@@ -177,8 +194,12 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     state, step_key, start = workdir_lib.restore_latest(task, workdir, mesh, quarantine=True)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   primary = parallel.is_primary()
-  if primary and (config.data.source != "toy" or data is not None):
-    write_data_record(config, workdir, data, stream)
+  if primary and record is not None:
+    real = getattr(stream, "real", stream)
+    workdir_lib.write_data_record(workdir, record, *((real.images, real.labels) if data is not None else ()),
+                                  step=start)
+    print(f"gandistill: data: {', '.join(f'{k}={v}' for k, v in record.items() if k != 'files')}",
+          file=sys.stderr, flush=True)
   step_fn = parallel.jit_step(task.step, mesh)
   networks_fn = jax.jit(task.saved_networks)   # the sampling generator (and D or teacher), as checkpointed
   fixed_z = parallel.replicate(steps.sample_latent(keys["samples"], 64, task.latent_dim), mesh)
@@ -190,7 +211,7 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
     ckpt.save(step, {"state": state, "rng": jax.random.key_data(step_key)}, meta, metrics, networks=networks)
 
   stop = {"requested": False}
-  previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+  previous = {sig: signal.signal(sig, lambda *_: stop.update(requested=True)) for sig in STOP_SIGNALS}
   batches = stream.iterate(start)
   bar = tqdm.tqdm(total=tr.steps, initial=start, disable=not progress, dynamic_ncols=True,
                   desc=f"{task.kind} {os.path.basename(os.path.normpath(workdir))}")
@@ -199,6 +220,9 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
   step, t_log, step_log = start, time.perf_counter(), start
   try:
     while step < tr.steps and not stop["requested"]:
+      if should_stop():
+        stop["requested"] = True
+        break
       state, metrics = step_fn(state, parallel.host_to_global(next(batches), mesh), step_key)
       step += 1
       bar.update(1)
@@ -231,7 +255,9 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
       if sample_now:
         samples = parallel.to_host(sample_fn(networks["generator"], fixed_z))   # every process computes
         if primary:
-          save_samples(samples, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+          os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+          files.write_atomic_path(os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                                  lambda path: save_samples(samples, path), suffix=".png")
       eval_metrics = None
       if eval_now:
         eval_metrics = eval_fn(task, state)
@@ -240,10 +266,11 @@ def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data
       if ckpt_now or eval_now:
         save(step, networks, eval_metrics)
       t_log, step_log = time.perf_counter(), step
-    if stop["requested"] and ckpt.latest_step() != step:
+    if stop["requested"] and step > start and ckpt.latest_step() != step:
       save(step, networks_fn(state))
   finally:
     bar.close()
-    signal.signal(signal.SIGTERM, previous)
-    ckpt.close()
+    ckpt.close()   # waits for the last save; a second signal meanwhile only sets the flag again
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
   return state

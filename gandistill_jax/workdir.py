@@ -4,12 +4,17 @@ distillation reads from it, and the lock of the run training in it.
 
     config.json   the run's config, as written by the loop
     data.json     the data the run actually read: the resolved source, where from, and the
-                  digest (data.arrays.digest) of the training split as read
+                  digest (data.arrays.digest) of the training split as read; `history`: the
+                  records of data the run trained on before (a change allowed on resume)
     data.npz      a run trained on the caller's arrays (loop.train(data=...)): those arrays,
                   the data its evaluation scores against unless told otherwise
 
 data.json and data.npz are written through a temporary file in the same folder and a
 rename (files.write_atomic), so a reader sees the old file or the whole new one.
+
+A workdir is data, not code: a config.json that names a model family by a dotted import
+path ('package.module:Name') is refused unless the user trusts the workdir's code
+(`--trust-workdir-code`, or GANDISTILL_TRUST_WORKDIR_CODE=1; models.workdir_code_trusted).
 """
 from __future__ import annotations
 
@@ -33,13 +38,90 @@ DATA_RECORD = "data.json"
 DATA_ARRAYS = "data.npz"
 
 
+class WrongKind(ValueError):
+  """A workdir holding another kind of run than the command expects."""
+
+
+class UntrustedCode(ValueError):
+  """A workdir's config.json names code to import, and the user has not said to trust it."""
+
+
+def read_json(path: str):
+  """The JSON in `path`; ValueError naming the file if it is not JSON (a damaged file)."""
+  try:
+    with open(path, "rb") as f:
+      return json.loads(f.read().decode("utf-8"))
+  except (UnicodeDecodeError, ValueError) as e:
+    raise ValueError(f"{path} is damaged: not a JSON file ({type(e).__name__}: {str(e)[:120]}); restore it "
+                     f"from a copy, or use a new --workdir") from None
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's config in the current layout (config.migrate)."""
+  """The run's config in the current layout (config.migrate), checked: a damaged file or
+  values of the wrong type are one ValueError naming the file, and a model family given
+  by a dotted path is refused unless the user trusts the workdir's code (check_trusted)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
+    if os.path.isfile(workdir):
+      raise NotADirectoryError(f"{workdir} is a file, not a workdir")
     raise FileNotFoundError(f"{workdir} has no config.json; is it a gandistill workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(config_lib.migrate(json.load(f)))
+  saved = read_json(path)
+  try:
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in ("model", "train", "data")):
+      raise ValueError("not a gandistill config (no model, train and data sections)")
+    config = ml_collections.ConfigDict(config_lib.migrate(saved))
+    config_lib.check_types(config)
+  except (ValueError, TypeError, AttributeError, KeyError) as e:
+    raise ValueError(f"{path}: {e}") from None
+  check_trusted(config, path)
+  return config
+
+
+def check_trusted(config: ml_collections.ConfigDict, path: str) -> None:
+  """Refuses a config read from `path` (a workdir's, not the user's own) that names a model
+  family by a dotted import path, unless the user trusts workdir code or this process has
+  already built that family from the user's own config."""
+  names = [(f"{section}.{key}", config[section][key]) for section in ("model", "teacher_model") if section in config
+           for key in ("family", "d_family") if key in config[section]]
+  untrusted = [(key, name) for key, name in names if models.needs_trust(name)]
+  if untrusted and not models.workdir_code_trusted():
+    key, name = untrusted[0]
+    raise UntrustedCode(f"{path} names {key}={name!r}: Python code that would be imported and run from wherever "
+                        f"Python finds {name.partition(':')[0]!r} (the current folder, PYTHONPATH); only if you "
+                        f"trust where this workdir came from, pass --trust-workdir-code (or set "
+                        f"{models.TRUST_ENV}=1)")
+
+
+KIND_NAMES = {"teacher": "teacher", "scratch": "scratch", "distill": "distill", "gan": "teacher or scratch"}
+KIND_COMMANDS = {"teacher": "train-teacher", "scratch": "train-scratch", "distill": "distill"}
+
+
+def run_kind(workdir: str) -> str | None:
+  """The kind of run a workdir holds: 'distill', 'teacher' or 'scratch' (as its newest
+  readable checkpoint records), 'gan' (a teacher or scratch run without a checkpoint), or
+  None where it holds no run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return None
+  saved = read_json(path)
+  if not isinstance(saved, dict):
+    return None
+  if "distill" in saved:
+    return "distill"
+  return checkpoint.saved_kind(os.path.join(workdir, "checkpoints")) or "gan"
+
+
+def check_kind(workdir: str, kind: str, flag: str = "--workdir") -> None:
+  """Refuses (WrongKind) a workdir holding another kind of run than `kind` ('teacher',
+  'scratch' or 'distill'), naming what it holds, so that no command reads its checkpoints
+  as something they are not."""
+  have = run_kind(workdir)
+  if have is None or have == kind or (have == "gan" and kind != "distill"):
+    return
+  hint = f"`gandistill {KIND_COMMANDS[have]}` resumes it" if have in KIND_COMMANDS else \
+      "train-teacher or train-scratch resumes it"
+  raise WrongKind(f"{flag} {workdir} holds a {KIND_NAMES[have]} run, not a {KIND_NAMES[kind]} run ({hint}); "
+                  f"use a new --workdir for this run")
 
 
 def read_data_record(workdir: str) -> dict | None:
@@ -47,17 +129,40 @@ def read_data_record(workdir: str) -> dict | None:
   path = os.path.join(workdir, DATA_RECORD)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  record = read_json(path)
+  if not isinstance(record, dict) or "source" not in record:
+    raise ValueError(f"{path} is damaged: not a data record; restore it from a copy, or use a new --workdir")
+  return record
+
+
+def _data_name(record: dict) -> str:
+  where = record.get("folder", record.get("path", record.get("name", "")))
+  return f"{record.get('source', '?')} {where}".strip() + f", train_sha256 {str(record.get('train_sha256'))[:12]}..."
+
+
+def data_change(previous: dict | None, record: dict) -> str:
+  """'' if `record` describes the training data `previous` (a data.json) records, else
+  'X then; Y now'. Records older than the training digest are not compared."""
+  if not previous or "train_sha256" not in previous or previous["train_sha256"] == record.get("train_sha256"):
+    return ""
+  return f"{_data_name(previous)} then; {_data_name(record)} now"
 
 
 def write_data_record(workdir: str, record: dict, images: np.ndarray | None = None,
-                      labels: np.ndarray | None = None) -> None:
-  """data.json, and with `images` (the caller's own arrays) data.npz holding them."""
+                      labels: np.ndarray | None = None, step: int = 0) -> None:
+  """data.json, and with `images` (the caller's own arrays) data.npz holding them. A record
+  of other data than the current data.json's (a change the user allowed at `step`) moves
+  the current one into the record's `history`."""
   if images is not None:
     write_atomic(os.path.join(workdir, DATA_ARRAYS), lambda f: np.savez_compressed(f, images=images, labels=labels),
                  mode="wb")
     record = dict(record, arrays=DATA_ARRAYS)
+  previous = read_data_record(workdir)
+  history = list(previous.get("history", [])) if previous else []
+  if data_change(previous, record):
+    history.append({k: v for k, v in previous.items() if k not in ("history", "arrays")} | {"replaced_at_step": step})
+  if history:
+    record = dict(record, history=history)
   write_atomic(os.path.join(workdir, DATA_RECORD), lambda f: json.dump(record, f, indent=2))
 
 
@@ -130,8 +235,8 @@ def restore_network(workdir: str, item: str, config: ml_collections.ConfigDict |
   through the run's trainer (_from_trainer), the one place that does so."""
   config = config or load_config(workdir)
   if item == "teacher" and "distill" not in config:
-    raise ValueError(f"{workdir} is a {'teacher or scratch' if 'distill' not in config else 'distill'} run; "
-                     f"only a distill run keeps a teacher")
+    raise WrongKind(f"{workdir} holds a {KIND_NAMES[run_kind(workdir) or 'gan']} run; only a distill run keeps a "
+                    f"teacher (--which teacher)")
   module = network_module(config, item)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
@@ -169,14 +274,24 @@ def _from_trainer(workdir: str, config, item: str, mesh):
   return parallel.to_host(jax.jit(lambda s: task.saved_networks(s)[item])(state)), step
 
 
+def check_teacher(teacher_dir: str) -> None:
+  """Refuses a --teacher that is no workdir or a distill run's (WrongKind); warns (one line)
+  for a scratch run's, which can teach but is not what a teacher is."""
+  if not os.path.isdir(teacher_dir):
+    raise FileNotFoundError(f"--teacher {teacher_dir}: no such workdir")
+  kind = run_kind(teacher_dir)
+  if kind == "distill":
+    raise WrongKind(f"--teacher {teacher_dir} holds a distill run (a student); give a teacher workdir")
+  if kind == "scratch":
+    print(f"gandistill: warning: --teacher {teacher_dir} holds a scratch run (a baseline trained from scratch), not "
+          f"a teacher; using it as given", file=sys.stderr, flush=True)
+
+
 def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
   """(teacher model config, {'g': EMA variables with their own batch stats, 'd': D variables})
   from a teacher (or scratch) workdir, checked against `config`'s data and latent spec."""
-  if not os.path.isdir(teacher_dir):
-    raise FileNotFoundError(f"--teacher {teacher_dir}: no such workdir")
+  check_teacher(teacher_dir)
   t_config = load_config(teacher_dir)
-  if "distill" in t_config:
-    raise ValueError(f"--teacher {teacher_dir} is a distill run; give a teacher workdir")
   for key in ("image_size", "channels", "latent_dim"):
     if t_config.model[key] != config.model[key]:
       raise ValueError(f"--teacher {teacher_dir} has model.{key}={t_config.model[key]!r} but this config "
