@@ -1,73 +1,190 @@
-"""The `gandistill` command line. Errors a user can fix are one line and exit code 2."""
+"""The `gandistill` command line.
+
+Exit codes (docs/usage.md):
+
+    0    finished
+    1    the run diverged (a non-finite loss; the last good checkpoint is kept), or an
+         unexpected internal error (one line; GANDISTILL_TRACEBACK=1 shows the traceback)
+    2    a mistake the user can fix: one line naming the cause and the path
+    75   stopped by SIGINT (Ctrl-C) or SIGTERM and saved, resumable: run the same command
+         again (EX_TEMPFAIL of sysexits.h; train-teacher, train-scratch, distill, demo)
+    130, 143  another command interrupted by SIGINT or SIGTERM (128 + the signal's number);
+         its output is written whole or not at all
+"""
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import importlib.util
 import logging
 import os
+import signal
 import sys
+import traceback
 
 # Quiet start-up: TF (used for data only) logs its oneDNN notice through absl before any
 # log level applies; without oneDNN's custom ops it has nothing to say.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
+EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 75
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RESUMABLE_COMMANDS = ("train-teacher", "train-scratch", "distill", "demo")
+
 
 class UsageError(ValueError):
   """A mistake in what the user asked for."""
 
 
+class Stopped(BaseException):
+  """SIGINT or SIGTERM outside a training loop (which saves and returns instead)."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
+
+
+_stop_signals: list[int] = []   # every SIGINT/SIGTERM this process received
+
+
+def _record_stop(signum, frame):
+  """While the heavy modules are imported: an exception raised inside an import can leave
+  a half-imported library that prints its own traceback, so the signal is only noted."""
+  _stop_signals.append(signum)
+
+
+def _raise_stopped(signum, frame):
+  # Raised wherever the main thread is; where Python swallows it (a garbage-collection
+  # callback), the training loop still sees the signal through stop_requested.
+  _stop_signals.append(signum)
+  raise Stopped(signum)
+
+
+def stop_requested() -> bool:
+  return bool(_stop_signals)
+
+
+def _quiet_swallowed_stop(previous):
+  def hook(unraisable):
+    if not isinstance(unraisable.exc_value, Stopped):   # a stop a callback swallowed: stop_requested has it
+      previous(unraisable)
+  return hook
+
+
+sys.unraisablehook = _quiet_swallowed_stop(sys.unraisablehook)
+
+
+def _failure_line(path: str, e: BaseException) -> str:
+  """'line N: Type: message' of an exception raised by the code in file `path`."""
+  lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == path]
+  first = (str(e).strip().splitlines() or [""])[0][:200]
+  return (f"line {lines[-1]}: " if lines else "") + f"{type(e).__name__}" + (f": {first}" if first else "")
+
+
 def load_config_file(path: str):
-  """Runs a config file's get_config() (configs are Python, as in flax/examples)."""
-  if not os.path.isfile(path):
+  """Runs a config file's get_config() (configs are Python, as in flax/examples). Every way
+  the file can fail (no such file, a syntax error, an exception, a missing get_config, a
+  result that is not a full config) is a UsageError naming the file."""
+  import ml_collections
+  from gandistill_jax import config as config_lib
+  if not os.path.exists(path):
     raise UsageError(f"--config {path}: no such file")
-  spec = importlib.util.spec_from_file_location("gandistill_user_config", path)
-  module = importlib.util.module_from_spec(spec)
+  if not os.path.isfile(path):
+    raise UsageError(f"--config {path}: not a file")
+  full = os.path.abspath(path)
+  loader = importlib.machinery.SourceFileLoader("gandistill_user_config", full)   # any file name, .py or not
+  module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
   try:
-    spec.loader.exec_module(module)
+    loader.exec_module(module)
   except SyntaxError as e:
-    raise UsageError(f"--config {path}: line {e.lineno}: {e.msg}") from None
-  if not hasattr(module, "get_config"):
+    where = f"{e.filename}, " if e.filename and os.path.abspath(e.filename) != full else ""
+    raise UsageError(f"--config {path}: {where}{f'line {e.lineno}: ' if e.lineno else ''}{e.msg}") from None
+  except (Exception, SystemExit) as e:   # the file's own code failed as it was run
+    raise UsageError(f"--config {path}: {_failure_line(full, e)}") from None
+  if not callable(getattr(module, "get_config", None)):
     raise UsageError(f"--config {path}: the file defines no get_config()")
-  return module.get_config()
+  try:
+    config = module.get_config()
+  except (Exception, SystemExit) as e:
+    raise UsageError(f"--config {path}: get_config() raised at {_failure_line(full, e)}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UsageError(f"--config {path}: get_config() returned a {type(config).__name__}, not an "
+                     f"ml_collections.ConfigDict; start from gandistill_jax.config.base_config()")
+  missing = config_lib.missing_keys(config_lib.upgrade(config))
+  if missing:
+    raise UsageError(f"--config {path}: get_config() returned a config without {missing[0]}"
+                     f"{f' (and {len(missing) - 1} more keys)' if len(missing) > 1 else ''}; start from "
+                     f"gandistill_jax.config.base_config()")
+  return config
 
 
 def resolve_config(args):
-  """The config of a run: --config (plus --set), or the one saved in an existing workdir."""
+  """The config of a run: --config (plus --set), or the one saved in an existing workdir;
+  validated, a failure naming where the config came from."""
   from gandistill_jax import config as config_lib, workdir as workdir_lib
   saved = os.path.join(args.workdir, "config.json")
   if args.config:
-    config = load_config_file(args.config)
+    config, where = load_config_file(args.config), f"--config {args.config}"
   elif os.path.exists(saved):
-    config = workdir_lib.load_config(args.workdir)
+    config, where = workdir_lib.load_config(args.workdir), saved
   else:
     raise UsageError(f"--workdir {args.workdir} holds no run yet; give --config to start one")
-  return config_lib.apply_overrides(config_lib.upgrade(config), args.set or [])
+  config = config_lib.apply_overrides(config_lib.upgrade(config), args.set or [])
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    raise UsageError(f"{where}{' with --set' if args.set else ''}: {e}") from None
+  return config
 
 
-def cmd_train(args, kind: str) -> None:
-  from gandistill_jax import loop, tasks
+def cmd_train(args, kind: str) -> int:
+  from gandistill_jax import loop, tasks, workdir as workdir_lib
+  workdir_lib.check_kind(args.workdir, kind)
   config = resolve_config(args)
   task = tasks.gan_task(config, kind)
-  state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
-  _report_end(kind, state, config, args.workdir)
+  state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet,
+                     allow_data_change=args.allow_data_change, should_stop=stop_requested)
+  return _report_end(kind, state, config, args.workdir)
 
 
-def _report_end(kind: str, state, config, workdir: str) -> None:
+def _report_end(kind: str, state, config, workdir: str) -> int:
   from gandistill_jax import parallel
   step = int(parallel.to_host(state.step))
   if step >= config.train.steps:
     print(f"{kind} run finished at step {step}; workdir: {workdir}")
-  else:
-    print(f"{kind} run stopped at step {step} of {config.train.steps} (SIGTERM) and saved; run the same "
-          f"command to resume; workdir: {workdir}")
+    return 0
+  print(f"{kind} run stopped at step {step} of {config.train.steps} (SIGINT or SIGTERM){' and saved' if step else ''}; "
+        f"run the same command to resume (exit code {EXIT_STOPPED}); workdir: {workdir}")
+  return EXIT_STOPPED
+
+
+def _recorded_teacher(workdir: str) -> str:
+  """The teacher a distill workdir's config.json records ('' for none)."""
+  from gandistill_jax import workdir as workdir_lib
+  path = os.path.join(workdir, "config.json")
+  saved = workdir_lib.read_json(path) if os.path.isfile(path) else {}
+  teacher_dir = saved.get("distill", {}).get("teacher_dir", "") if isinstance(saved, dict) else ""
+  return teacher_dir if isinstance(teacher_dir, str) else ""
+
+
+def _same_path(a: str, b: str) -> bool:
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def distill_config(args):
   """The run's config (`model` = the student) with the teacher's architecture recorded as
-  config.teacher_model."""
+  config.teacher_model. A resumed run keeps its teacher (its weights are in the
+  checkpoints), so another --teacher is refused."""
   import ml_collections
   from gandistill_jax import workdir as workdir_lib
+  recorded = _recorded_teacher(args.workdir)
+  if recorded and not _same_path(recorded, args.teacher):
+    raise UsageError(f"{args.workdir} distils from {recorded} (its config.json), and its checkpoints keep that "
+                     f"teacher's weights; --teacher {args.teacher} is another workdir: give --teacher {recorded} "
+                     f"to resume, or use a new --workdir")
   config = resolve_config(args)
   if "distill" not in config:
     raise UsageError("the config has no 'distill' section; use a distill config "
@@ -78,27 +195,41 @@ def distill_config(args):
   return config, teacher
 
 
-def cmd_distill(args) -> None:
-  from gandistill_jax import distill, loop
+def cmd_distill(args) -> int:
+  from gandistill_jax import distill, loop, workdir as workdir_lib
+  workdir_lib.check_kind(args.workdir, "distill")
   config, teacher = distill_config(args)
   task = distill.distill_task(config, teacher)
-  state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet)
-  _report_end("distill", state, config, args.workdir)
+  state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet,
+                     allow_data_change=args.allow_data_change, should_stop=stop_requested)
+  return _report_end("distill", state, config, args.workdir)
 
 
 def cmd_dump_teacher(args) -> None:
   import jax
   import numpy as np
-  from gandistill_jax import distill, models, workdir as workdir_lib
+  from gandistill_jax import distill, files, models, workdir as workdir_lib
+  files.check_writable(args.out)
   config = workdir_lib.load_config(args.teacher)
   teacher_model, teacher = workdir_lib.load_teacher(args.teacher, config)
   gen = models.build_generator(teacher_model)
   z, images = distill.dump_teacher(gen, teacher["g"], jax.random.key(args.seed), args.num, teacher_model.latent_dim)
-  np.savez(args.out, z=z, teacher=images)
+  files.write_atomic(args.out, lambda f: np.savez(f, z=z, teacher=images), mode="wb")
   print(f"wrote {args.num} (z, G_t(z)) pairs to {args.out}")
 
 
 def cmd_eval(args) -> None:
+  from gandistill_jax import config as config_lib, workdir as workdir_lib
+  config = workdir_lib.load_config(args.workdir)
+  try:
+    config_lib.validate(config_lib.apply_overrides(config, args.set or []))
+  except ValueError as e:
+    raise UsageError(f"--set: {e}" if args.set else str(e)) from None
+  if args.teacher:
+    if "distill" in config:
+      raise UsageError(f"--teacher is for a teacher or scratch run; {args.workdir} is a distill run, compared with "
+                       f"the teacher it keeps")
+    workdir_lib.check_teacher(args.teacher)
   from gandistill_jax.eval import evaluate
   r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num, overrides=args.set or [])
   print(evaluate.summary_table({os.path.basename(os.path.normpath(args.workdir)): r}))
@@ -129,7 +260,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_export(args) -> None:
-  from gandistill_jax import export
+  from gandistill_jax import export, files
+  files.check_writable(args.out)
   header = export.export_workdir(args.workdir, args.out, args.which, optimize=not args.no_optimize)
   form = header["inference_form"]
   print(f"wrote {args.out}: z ({header['latent_dim']},) -> {header['output_shape']} in [-1, 1], "
@@ -145,31 +277,75 @@ def _eval_hook(config):
   return evaluate.periodic_eval_fn(config)
 
 
+def sample_format(out: str, given: str | None) -> str:
+  """--format, or by --out's extension (.npz -> npz, else png); an extension naming the
+  other format is refused (the file is written at --out exactly as given)."""
+  ext = os.path.splitext(out)[1].lower()
+  named = {".npz": "npz", ".png": "png"}.get(ext)
+  if given and named and given != named:
+    raise UsageError(f"--out {out} names a .{named} file but --format is {given}; make them agree")
+  return given or named or "png"
+
+
 def cmd_sample(args) -> None:
   import numpy as np
-  from gandistill_jax import export, images
+  from gandistill_jax import export, files, images
   if bool(args.workdir) == bool(args.exported):
     raise UsageError("give exactly one of --workdir W or --exported FILE")
-  if args.num < 1:
-    raise UsageError(f"--num {args.num}: give at least 1 sample")
+  fmt = sample_format(args.out, args.format)
+  files.check_writable(args.out)
+  if args.exported and os.path.exists(args.out) and _same_path(args.exported, args.out):
+    raise UsageError(f"--out {args.out} is the exported file being read; give another --out")
   generate = export.load_generator(args.exported or args.workdir, which=args.which)
   samples = generate(np.random.default_rng(args.seed).standard_normal((args.num, generate.latent_dim)).astype(np.float32))
-  if args.format == "npz":
+  if fmt == "npz":
     from gandistill_jax.data.arrays import to_uint8
-    np.savez_compressed(args.out, images=to_uint8(samples))
+    files.write_atomic(args.out, lambda f: np.savez_compressed(f, images=to_uint8(samples)), mode="wb")
   else:
-    images.save_samples(samples, args.out)
-  print(f"wrote {args.num} samples to {args.out}")
+    files.write_atomic_path(args.out, lambda path: images.save_samples(samples, path), suffix=".png")
+  print(f"wrote {args.num} samples to {args.out} ({fmt})")
+
+
+class ArgumentError(UsageError):
+  """A command line argparse cannot parse; `prog` is the (sub)command it belongs to."""
+
+  def __init__(self, prog: str, message: str):
+    super().__init__(message)
+    self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+  """argparse with its errors as one line (no usage block): ArgumentError, reported by main."""
+
+  def error(self, message):
+    raise ArgumentError(self.prog, f"{message} (see {self.prog} --help)")
+
+
+def count(minimum: int):
+  """An argparse type: a whole number >= minimum (sample counts, seeds, process numbers)."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+    return value
+  return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="gandistill", description="Compress GAN generators by knowledge distillation.")
+  p = Parser(prog="gandistill", description="Compress GAN generators by knowledge distillation.",
+             epilog="Exit codes: 0 finished, 1 diverged or internal error, 2 a mistake to fix (one line), "
+                    f"{EXIT_STOPPED} stopped by SIGINT/SIGTERM and saved (run the same command to resume).")
   sub = p.add_subparsers(dest="command", required=True)
 
   def run_args(q):
     q.add_argument("--config", help="a Python config file with get_config() (not needed to resume)")
     q.add_argument("--workdir", required=True, help="where the run lives; an existing one is resumed")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    q.add_argument("--allow-data-change", action="store_true",
+                   help="resume on other data than the workdir's data.json records (it keeps the history)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
 
   q = sub.add_parser("train-teacher", help="train a teacher GAN adversarially")
@@ -186,15 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
 
   q = sub.add_parser("dump-teacher", help="store (z, G_t(z)) pairs for offline (black-box) distillation")
   q.add_argument("--teacher", required=True, help="the teacher's workdir")
-  q.add_argument("--num", type=int, default=20000)
-  q.add_argument("--out", required=True, help="the .npz to write (distill.offline_path)")
-  q.add_argument("--seed", type=int, default=1)
+  q.add_argument("--num", type=count(1), default=20000)
+  q.add_argument("--out", required=True, help="the .npz to write (distill.offline_path), exactly this path")
+  q.add_argument("--seed", type=count(0), default=1)
   q.set_defaults(func=cmd_dump_teacher)
 
   q = sub.add_parser("eval", help="FID, KID, precision/recall, fidelity to the teacher, efficiency -> eval.json")
   q.add_argument("--workdir", required=True)
   q.add_argument("--teacher", help="a teacher workdir, for the fidelity of a non-distill run")
-  q.add_argument("--num", type=int, default=10000, help="generated samples")
+  q.add_argument("--num", type=count(1), default=10000, help="generated samples")
   q.add_argument("--set", action="append", metavar="KEY=VALUE",
                  help="a data.* or eval.* value for this evaluation, e.g. eval.cache_dir=... (repeatable)")
   q.set_defaults(func=cmd_eval)
@@ -215,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   q = sub.add_parser("export", help="serialise a generator (jax.export, StableHLO) into one deployable file")
   q.add_argument("--workdir", required=True)
-  q.add_argument("--out", required=True, help="e.g. student.jaxexport")
+  q.add_argument("--out", required=True, help="e.g. student.jaxexport (exactly this path)")
   q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"])
   q.add_argument("--no-optimize", action="store_true",
                  help="export the generator as trained (default: batch norm folded, fastest upsampling; same outputs)")
@@ -226,16 +402,19 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--exported", help="an exported generator file (gandistill export)")
   q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"],
                  help="which generator of a workdir: auto = the EMA one where there is one")
-  q.add_argument("--num", type=int, default=64)
-  q.add_argument("--out", required=True)
-  q.add_argument("--format", choices=["png", "npz"], default="png")
-  q.add_argument("--seed", type=int, default=0)
+  q.add_argument("--num", type=count(1), default=64)
+  q.add_argument("--out", required=True, help="the file to write, exactly this path")
+  q.add_argument("--format", choices=["png", "npz"], help="default: by --out's extension (.npz, else png)")
+  q.add_argument("--seed", type=count(0), default=0)
   q.set_defaults(func=cmd_sample)
   for q in sub.choices.values():
+    q.add_argument("--trust-workdir-code", action="store_true",
+                   help="let a workdir's config.json name a model family by a dotted path ('package.module:Name') "
+                        "that is then imported and run; only for workdirs you trust (or GANDISTILL_TRUST_WORKDIR_CODE=1)")
     g = q.add_argument_group("multi-process runs (one process per host; every process runs the same command)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, e.g. host0:1234")
-    g.add_argument("--num-processes", type=int, help="how many processes join")
-    g.add_argument("--process-id", type=int, help="this process's index, 0 .. N-1")
+    g.add_argument("--num-processes", type=count(1), help="how many processes join")
+    g.add_argument("--process-id", type=count(0), help="this process's index, 0 .. N-1")
     g.add_argument("--distributed", action="store_true",
                    help="join with what jax.distributed reads from the cluster (SLURM, Open MPI, TPU pods)")
   return p
@@ -251,6 +430,10 @@ def join_processes(args) -> None:
                      "(or --distributed on a cluster jax can read)")
   if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
     raise UsageError(f"--process-id {args.process_id} is not in 0 .. {args.num_processes - 1}")
+  if args.coordinator is not None:
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise UsageError(f"--coordinator {args.coordinator}: give HOST:PORT, e.g. host0:1234")
   from gandistill_jax import parallel
   parallel.initialize_distributed(args.coordinator or "", args.num_processes, args.process_id)
 
@@ -262,24 +445,72 @@ def _one_line(e: Exception) -> str:
 
 
 def main(argv=None) -> int:
-  parser = build_parser()
-  args = parser.parse_args(argv)
+  # SIGINT and SIGTERM stop a command in one line (a training loop instead saves and returns),
+  # from the first moment: noted during the heavy imports, raised as Stopped after them.
+  previous = {}
+  _stop_signals.clear()
+  try:
+    for sig in STOP_SIGNALS:
+      previous[sig] = signal.signal(sig, _record_stop)
+  except ValueError:   # not the main thread: signals stay as they are
+    pass
+  command = None
+  try:
+    args = build_parser().parse_args(argv)
+    command = args.command
+    from gandistill_jax import loop, workdir  # noqa: F401  (jax, numpy, orbax, flax: imported while noted only)
+    if _stop_signals:
+      raise Stopped(_stop_signals[-1])
+    for sig in previous:
+      signal.signal(sig, _raise_stopped)
+    return _run(args)
+  except ArgumentError as e:
+    print(f"{e.prog}: error: {e}", file=sys.stderr)
+    return EXIT_USAGE
+  except Stopped as e:
+    name = f"gandistill {command}" if command else "gandistill"
+    if command in RESUMABLE_COMMANDS:
+      print(f"{name}: stopped by {e} (nothing saved is lost); run the same command to resume", file=sys.stderr)
+      return EXIT_STOPPED
+    print(f"{name}: stopped by {e}; nothing half-written", file=sys.stderr)
+    return 128 + e.signum
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
+def _run(args) -> int:
+  """The command, with every error it can meet as one line and its exit code."""
   # Orbax and TFDS log through absl; an error they log is re-raised to us and reported in
   # one line below, so their own (often hundreds of lines of) logging is kept out.
   logging.getLogger("absl").setLevel(logging.CRITICAL)
+  if args.trust_workdir_code:
+    from gandistill_jax import models
+    os.environ[models.TRUST_ENV] = "1"   # also for the processes this one starts
+  try:
+    join_processes(args)
+    return args.func(args) or 0
+  except Exception as e:
+    if _stop_signals:   # what a stop raised where it landed (e.g. an import turns it into ImportError)
+      raise Stopped(_stop_signals[-1]) from None
+    return _report_error(f"gandistill {args.command}", e)
+
+
+def _report_error(name: str, e: Exception) -> int:
   from gandistill_jax.data.errors import DataError
   from gandistill_jax.loop import ConfigMismatch, TrainingDiverged
   from gandistill_jax.workdir import WorkdirBusy
-  try:
-    join_processes(args)
-    args.func(args)
-  except (UsageError, DataError, ConfigMismatch, WorkdirBusy, OSError, ValueError) as e:  # ArtifactError,
-    print(f"gandistill {args.command}: error: {_one_line(e)}", file=sys.stderr)          # CorruptCheckpoint too
-    return 2
-  except TrainingDiverged as e:
-    print(f"gandistill {args.command}: diverged: {e}", file=sys.stderr)
-    return 1
-  return 0
+  if isinstance(e, (UsageError, DataError, ConfigMismatch, WorkdirBusy, OSError, ValueError)):  # ArtifactError,
+    print(f"{name}: error: {_one_line(e)}", file=sys.stderr)                                   # CorruptCheckpoint too
+    return EXIT_USAGE
+  if isinstance(e, TrainingDiverged):
+    print(f"{name}: diverged: {e}", file=sys.stderr)
+    return EXIT_FAILED
+  if os.environ.get("GANDISTILL_TRACEBACK"):
+    raise e
+  print(f"{name}: internal error: {type(e).__name__}: {_one_line(e)[:300]} (GANDISTILL_TRACEBACK=1 shows the "
+        f"traceback; please report it)", file=sys.stderr)
+  return EXIT_FAILED
 
 
 if __name__ == "__main__":

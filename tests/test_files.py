@@ -158,8 +158,8 @@ def test_os_errors_and_bad_arguments_are_one_line_with_exit_code_2(tmp_path, cap
   cases = [
       (["train-teacher", "--config", QUICK, "--workdir", str(a_file)], "is a file, not a folder"),
       (["train-teacher", "--config", str(bad_config), "--workdir", str(tmp_path / "x")], "bad.py: line 1"),
-      (["sample", "--workdir", w, "--num", "0", "--out", str(tmp_path / "s.png")], "--num 0"),
-      (["sample", "--workdir", w, "--num", "-3", "--out", str(tmp_path / "s.png")], "--num -3"),
+      (["sample", "--workdir", w, "--num", "0", "--out", str(tmp_path / "s.png")], "--num: 0 must be at least 1"),
+      (["sample", "--workdir", w, "--num", "-3", "--out", str(tmp_path / "s.png")], "--num: -3 must be at least 1"),
       (["sample", "--workdir", w, "--num", "4", "--format", "npz", "--out", str(tmp_path / "no" / "s.npz")],
        "No such file or directory"),
       (["export", "--workdir", w, "--out", str(tmp_path / "no" / "g.jaxexport")], "No such file or directory"),

@@ -32,8 +32,9 @@ def idx_data(tmp_path_factory):
 
 
 def run_cli(*args, check=True):
-  """The CLI in a fresh process that can import tests/custom_models.py."""
-  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=TESTS)
+  """The CLI in a fresh process that can import tests/custom_models.py (and may: these
+  workdirs are the test's own)."""
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=TESTS, GANDISTILL_TRUST_WORKDIR_CODE="1")
   proc = subprocess.run([sys.executable, "-m", "gandistill_jax.cli", *args], env=env, capture_output=True, text=True)
   if check:
     assert proc.returncode == 0, proc.stderr[-3000:]

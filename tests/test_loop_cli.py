@@ -80,7 +80,7 @@ def test_kill_9_at_a_random_moment_then_resume_equals_an_uninterrupted_run(tmp_p
     np.testing.assert_array_equal(x, y)
 
 
-def test_sigterm_saves_the_current_step_and_exits_cleanly(tmp_path):
+def test_sigterm_saves_the_current_step_and_exits_with_the_stop_code(tmp_path):
   w = str(tmp_path / "w")
   env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, "-m", "gandistill_jax.cli", "train-teacher", "--config", TOY,
@@ -92,7 +92,8 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(tmp_path):
     time.sleep(0.05)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
-  assert proc.returncode == 0, err[-2000:]
+  assert proc.returncode == cli.EXIT_STOPPED, err[-2000:]
+  assert "stopped at step" in out and "Traceback" not in err
   step = Checkpointer(os.path.join(w, "checkpoints")).latest_step()
   assert step is not None and 10 <= step < 100000
 
@@ -141,7 +142,7 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, idx_da
 @pytest.mark.parametrize("args, message", [
     (["train-teacher", "--config", "/nope.py", "--workdir", "/tmp/x"], "--config /nope.py: no such file"),
     (["train-teacher", "--config", QUICK, "--workdir", "/tmp/x", "--set", "train.stepz=3"], "'train.stepz' is not a config key"),
-    (["train-teacher", "--config", QUICK, "--workdir", "/tmp/x", "--set", "train.steps=many"], "expected a int"),
+    (["train-teacher", "--config", QUICK, "--workdir", "/tmp/x", "--set", "train.steps=many"], "expected an int"),
     (["train-teacher", "--workdir", "/tmp/definitely_not_a_run"], "holds no run yet; give --config"),
     (["sample", "--out", "x.png"], "give exactly one of --workdir W or --exported FILE"),
 ])
