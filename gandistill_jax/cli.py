@@ -7,7 +7,7 @@ Exit codes (docs/usage.md):
          unexpected internal error (one line; GANDISTILL_TRACEBACK=1 shows the traceback)
     2    a mistake the user can fix: one line naming the cause and the path
     75   stopped by SIGINT (Ctrl-C) or SIGTERM and saved, resumable: run the same command
-         again (EX_TEMPFAIL of sysexits.h; train-teacher, train-scratch, distill, demo)
+         again (EX_TEMPFAIL of sysexits.h; train-teacher, train-scratch, distill)
     130, 143  another command interrupted by SIGINT or SIGTERM (128 + the signal's number);
          its output is written whole or not at all
 """
@@ -321,8 +321,8 @@ class Parser(argparse.ArgumentParser):
     raise ArgumentError(self.prog, f"{message} (see {self.prog} --help)")
 
 
-def count(minimum: int):
-  """An argparse type: a whole number >= minimum (sample counts, seeds, process numbers)."""
+def count(minimum: int, maximum: int | None = None):
+  """An argparse type: a whole number in [minimum, maximum] (sample counts, seeds, process numbers)."""
   def parse(text: str) -> int:
     try:
       value = int(text)
@@ -330,11 +330,17 @@ def count(minimum: int):
       raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < minimum:
       raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+      raise argparse.ArgumentTypeError(f"{value} must be at most {maximum}")
     return value
   return parse
 
 
+SEED = count(0, 2**32 - 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
+  from gandistill_jax import config as config_lib
   p = Parser(prog="gandistill", description="Compress GAN generators by knowledge distillation.",
              epilog="Exit codes: 0 finished, 1 diverged or internal error, 2 a mistake to fix (one line), "
                     f"{EXIT_STOPPED} stopped by SIGINT/SIGTERM and saved (run the same command to resume).")
@@ -364,13 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--teacher", required=True, help="the teacher's workdir")
   q.add_argument("--num", type=count(1), default=20000)
   q.add_argument("--out", required=True, help="the .npz to write (distill.offline_path), exactly this path")
-  q.add_argument("--seed", type=count(0), default=1)
+  q.add_argument("--seed", type=SEED, default=1)
   q.set_defaults(func=cmd_dump_teacher)
 
   q = sub.add_parser("eval", help="FID, KID, precision/recall, fidelity to the teacher, efficiency -> eval.json")
   q.add_argument("--workdir", required=True)
   q.add_argument("--teacher", help="a teacher workdir, for the fidelity of a non-distill run")
-  q.add_argument("--num", type=count(1), default=10000, help="generated samples")
+  q.add_argument("--num", type=count(config_lib.MIN_EVAL_SAMPLES), default=10000, help="generated samples")
   q.add_argument("--set", action="append", metavar="KEY=VALUE",
                  help="a data.* or eval.* value for this evaluation, e.g. eval.cache_dir=... (repeatable)")
   q.set_defaults(func=cmd_eval)
@@ -405,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--num", type=count(1), default=64)
   q.add_argument("--out", required=True, help="the file to write, exactly this path")
   q.add_argument("--format", choices=["png", "npz"], help="default: by --out's extension (.npz, else png)")
-  q.add_argument("--seed", type=count(0), default=0)
+  q.add_argument("--seed", type=SEED, default=0)
   q.set_defaults(func=cmd_sample)
   for q in sub.choices.values():
     q.add_argument("--trust-workdir-code", action="store_true",

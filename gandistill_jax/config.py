@@ -216,17 +216,21 @@ def _legacy_default(key: str):
 _MISSING = object()
 
 
+# The fewest samples a score is computed from: precision/recall/density/coverage look at 3
+# nearest neighbours and FID at covariances (a meaningful FID takes thousands).
+MIN_EVAL_SAMPLES = 10
+
 # (key, lowest allowed value, highest allowed value or None); checked before a run writes anything.
 RANGES = (
     ("train.steps", 1, None), ("train.batch_size", 1, None), ("train.log_every", 1, None),
     ("train.sample_every", 1, None), ("train.ckpt_every", 1, None), ("train.keep", 1, None),
-    ("train.eval_every", 0, None), ("train.eval_num", 1, None), ("train.ema_decay", 0.0, 0.999999),
+    ("train.eval_every", 0, None), ("train.eval_num", MIN_EVAL_SAMPLES, None), ("train.ema_decay", 0.0, 0.999999),
     ("model.latent_dim", 1, None), ("model.g_width", 1, None), ("model.d_width", 1, None),
     ("model.channels", 1, None), ("model.image_size", 1, None), ("model.proj_rank", 0, None),
     ("loss.n_critic", 1, None), ("loss.gp_weight", 0.0, None), ("loss.r1_gamma", 0.0, None),
     ("optim.g_lr", 1e-12, None), ("optim.d_lr", 1e-12, None), ("optim.b1", 0.0, 0.999999),
     ("optim.b2", 0.0, 0.999999), ("distill.pixel_p", 1, 2), ("distill.warmup_steps", 0, None),
-    ("data.eval_fraction", 0.0, 0.99), ("eval.inception_num", 1, None),
+    ("data.eval_fraction", 0.0, 0.99), ("eval.inception_num", MIN_EVAL_SAMPLES, None),
 )
 
 

@@ -19,6 +19,8 @@ def check_writable(path: str) -> str:
   """`path` as it will be written (a symbolic link: its target), or the OSError a write
   would meet: a missing or read-only folder, a folder or a device where the file should be.
   Commands call it before any work, so a bad output path costs nothing."""
+  if not path or path.endswith(os.sep):
+    raise _os_error(errno.EISDIR if path else errno.ENOENT, path or "''")   # a folder's name, or none
   path = os.path.realpath(path) if os.path.islink(path) else path
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.exists(folder):

@@ -95,8 +95,11 @@ class MetricsWriter:
     self.tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
 
   def write(self, step: int, metrics: dict) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    try:   # appended: a line cut by a kill is dropped on resume (_logged_step)
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, self.path) from None
     with self.tb.as_default(step=step):
       for k, v in metrics.items():
         if isinstance(v, (int, float)):
