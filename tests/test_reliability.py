@@ -110,7 +110,8 @@ def test_an_output_that_cannot_be_written_is_one_line_with_the_os_reason(tmp_pat
   cases = [(str(tmp_path / "a_folder"), "a_folder: Is a directory"),
            (str(tmp_path / "a_file" / "x.npz"), "a_file: Not a directory"),
            (str(tmp_path / "missing" / "x.npz"), "missing: No such file or directory"),
-           ("/dev/null", "/dev/null: exists and is not a regular file")]
+           ("/dev/null", "/dev/null: exists and is not a regular file"), ("", "'': No such file or directory"),
+           (str(tmp_path / "new_folder") + "/", "new_folder/: Is a directory")]
   for out, message in cases:
     for command in (["sample", "--workdir", teacher], ["dump-teacher", "--teacher", teacher],
                     ["export", "--workdir", teacher]):
