@@ -233,11 +233,12 @@ def cmd_eval(args) -> None:
   from gandistill_jax.eval import evaluate
   r = evaluate.evaluate_workdir(args.workdir, args.teacher or "", num=args.num, overrides=args.set or [])
   print(evaluate.summary_table({os.path.basename(os.path.normpath(args.workdir)): r}))
-  p = r["protocol"]
+  p, net = r["protocol"], r["protocol"]["feature_network"]
+  accuracy = f", test accuracy {net['test_accuracy']:.4f}" if net.get("test_accuracy") is not None else ""
   print(f"wrote {os.path.join(args.workdir, 'eval.json')} ({p['generated']} samples on the z of seed "
         f"{p['latent_seed']} vs {p['reference']} {p['reference_split']} images, data sha256 "
-        f"{p['reference_data']['sha256'][:12]}; features: {p['feature_network']['name']}, weights sha256 "
-        f"{p['feature_network']['weights_sha256'][:12]}, test accuracy {p['feature_network']['test_accuracy']:.4f})")
+        f"{p['reference_data']['sha256'][:12]}; features: {net['name']}, weights sha256 "
+        f"{net['weights_sha256'][:12]}{accuracy})")
 
 
 def cmd_demo(args) -> None:
