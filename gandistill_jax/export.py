@@ -14,8 +14,8 @@ only jax (and numpy). Weights that are not finite are never exported.
 The checksum catches accidents (a bad disk, a cut download, an edit by hand), not intent:
 anyone who edits a file can compute its checksum again. It is not a signature; trust an
 exported file as much as where it came from. Loading one runs no Python code from it (the
-payload is StableHLO, and `jax.export` refuses host callbacks), and its header is checked
-field by field.
+payload is a StableHLO program, deserialised without pickle), and its header is checked
+field by field and against the program's input and output shapes.
 
 Before export, a DCGAN-family generator is put in its inference form (`inference_form`):
 batch norm folded into the preceding layers (models.dcgan.fold_batch_norm), and, chosen
