@@ -241,7 +241,7 @@ def cmd_eval(args) -> None:
         f"{net['weights_sha256'][:12]}{accuracy})")
 
 
-def cmd_demo(args) -> None:
+def cmd_demo(args) -> int | None:
   from gandistill_jax import config as config_lib, recipes, study
   base = load_config_file(args.config) if args.config else recipes.demo_base()
   base = config_lib.apply_overrides(study.with_demo_schedule(config_lib.upgrade(base)), args.set or [])
@@ -255,8 +255,11 @@ def cmd_demo(args) -> None:
     print(study.run_seeds(runs, args.seeds, args.workdir, command, eval_num=eval_num, progress=not args.quiet,
                           side_process=not args.one_process))
   except study.StudyStopped as e:
-    print(f"gandistill demo: {e}")
-    return
+    print(f"gandistill demo: {e}", file=sys.stderr)
+    return EXIT_STOPPED
+  except study.RunFailed as e:
+    print(f"gandistill demo: error: {e}", file=sys.stderr)
+    return EXIT_FAILED
   print(f"report: {os.path.join(args.workdir, 'report.md')}")
 
 

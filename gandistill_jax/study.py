@@ -26,7 +26,14 @@ from gandistill_jax import distill, loop, recipes, reports, tasks, workdir as wo
 from gandistill_jax.eval import evaluate
 
 class StudyStopped(RuntimeError):
-  """A run of the study was preempted; everything finished so far is kept."""
+  """A run of the study was preempted (SIGINT or SIGTERM); everything finished so far is kept."""
+
+
+class RunFailed(RuntimeError):
+  """A run of the study ended with an error; its log is named."""
+
+
+EXIT_STOPPED = 75   # a `gandistill` command stopped by a signal, saved and resumable (cli.EXIT_STOPPED)
 
 
 @dataclasses.dataclass
@@ -47,7 +54,7 @@ def _finished(workdir: str, steps_: int) -> bool:
 
 
 def _train(run: Run, wd: str, teacher_dir: str, progress: bool) -> None:
-  """Trains (or resumes) one run in this process; StudyStopped if SIGTERM stopped it."""
+  """Trains (or resumes) one run in this process; StudyStopped if a signal stopped it."""
   config, start = run.config, time.perf_counter()
   if run.kind == "distill":
     config = ml_collections.ConfigDict(config.to_dict())
@@ -59,7 +66,7 @@ def _train(run: Run, wd: str, teacher_dir: str, progress: bool) -> None:
     loop.train(config, wd, tasks.gan_task(config, run.kind), progress=progress)
   _add_train_seconds(wd, time.perf_counter() - start)
   if not _finished(wd, config.train.steps):  # the loop saved and returned on SIGTERM
-    raise StudyStopped(f"stopped during {run.name} (SIGTERM); re-run the same command to resume")
+    raise StudyStopped(f"stopped during {run.name} (SIGINT or SIGTERM); re-run the same command to resume")
 
 
 class SideProcess:
@@ -70,7 +77,7 @@ class SideProcess:
   output in <run>/train.log; a SIGTERM here is passed on, and the child saves."""
 
   def __init__(self, runs: Sequence[Run], workdir: str):
-    self.runs, self.workdir, self.error, self.proc = list(runs), workdir, "", None
+    self.runs, self.workdir, self.error, self.proc = list(runs), workdir, None, None
     self.stopping = threading.Event()
     self.thread = threading.Thread(target=self._work, daemon=True)
 
@@ -88,8 +95,10 @@ class SideProcess:
         rc = self.proc.wait()
       _add_train_seconds(wd, time.perf_counter() - start)
       if rc != 0 or not _finished(wd, run.config.train.steps):
-        self.error = (f"{run.name} stopped (exit code {rc}); its output is in {os.path.join(wd, 'train.log')}; "
-                      f"re-run the same command to resume")
+        stopped = rc in (0, EXIT_STOPPED)
+        self.error = (StudyStopped if stopped else RunFailed)(
+            f"{run.name} {'stopped' if stopped else 'failed'} (exit code {rc}); its output is in "
+            f"{os.path.join(wd, 'train.log')}; re-run the same command to resume")
         return
 
   def __enter__(self):
@@ -103,7 +112,7 @@ class SideProcess:
         self.proc.send_signal(signal.SIGTERM)   # the child saves and exits
     self.thread.join()
     if self.error and exc[0] is None:
-      raise StudyStopped(self.error)
+      raise self.error
 
 
 def run_all(runs: Sequence[Run], workdir: str, teacher_dir: str = "", eval_num: int = 5000,

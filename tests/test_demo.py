@@ -83,3 +83,7 @@ def test_scratch_runs_in_the_side_process_train_as_they_would_alone(tmp_path):
   state, _, _ = workdir_lib.restore_latest(task, os.path.join(side, "scratch_w8r7"), parallel.make_mesh())
   for a, b in zip(jax.tree.leaves(parallel.to_host(state)), jax.tree.leaves(parallel.to_host(alone))):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_stopped_run_of_the_study_reads_as_the_commands_stop_code():
+  assert study.EXIT_STOPPED == cli.EXIT_STOPPED == 75
