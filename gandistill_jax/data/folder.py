@@ -81,7 +81,7 @@ def list_images(folder: str) -> tuple[list[str], list[int], list[str]]:
     raise DataError(f"image folder {folder} holds both images ({top[0]}, ...) and class folders ({classes[0]}, ...); "
                     f"put every image in a class folder, or remove the class folders")
   if not classes:
-    paths, labels = _files_below(folder), None
+    paths = _files_below(folder)
     labels = [0] * len(paths)
   else:
     paths, labels = [], []

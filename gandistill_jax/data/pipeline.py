@@ -1,7 +1,8 @@
 """From a data config to an endless, deterministic, resumable stream of global batches.
 
-Design. Every source (TFDS, local idx files, image folders) is decoded and resized once,
-with tf.data, into host memory as uint8 (N, H, W, C), the whole split in every process.
+Design. Every source (TFDS and local idx files through tf.data, image folders through
+Pillow, npz files) is decoded and resized once (data/resize.py) into host memory as uint8
+(N, H, W, C), the whole split in every process.
 The global batch is then a pure function of (seed, step): epoch e visits the examples in
 the order `default_rng([seed, 0, e]).permutation(n)`, step k takes the next B examples of
 that endless sequence, and process p of P feeds rows [p B / P, (p + 1) B / P) of it. So a
