@@ -284,7 +284,7 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
   if teacher is not None:   # the teacher's samples on the same z, scored as in its own evaluation (cached)
     t_gen, t_vars, _, _ = teacher
     k = min(fidelity_num, num)
-    t_samples = generate(t_gen, t_vars, latent, num)
+    t_samples = generate(t_gen, t_vars, latent, num if score.is_inception else k)   # all num: its cached outputs
     t_outputs = score.outputs(t_samples, cache=score.is_inception)
     result["fidelity"] = fidelity(samples[:k], t_samples[:k], outputs[1][:k], t_outputs[1][:k])
   if with_efficiency:
