@@ -16,7 +16,8 @@ Usage (from the repository root):
         --out w16_joint --teacher teacher
 
 Each run writes two files into --dir (default: the current directory):
-  <out>.pt   {'G_ema': state dict of the EMA generator, 'width': its width}
+  <out>.pt   {'G_ema': state dict of the EMA generator, 'width': its width, 'steps': --steps,
+              'D': state dict of the discriminator (gan and joint runs)}
   <out>.npz  'images': 10,000 samples of the EMA generator, uint8, shape (N, 28, 28, 1)
 The EMA generator's batch-norm statistics are re-estimated for the EMA weights before saving
 and sampling. The samples are meant to be scored by the package's own evaluation, next to the
@@ -237,7 +238,10 @@ def main():
       print(f"step {step + 1}/{args.steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
 
   recalibrate_bn(ema)
-  torch.save({"G_ema": ema.state_dict(), "width": args.width}, os.path.join(args.dir, args.out + ".pt"))
+  saved = {"G_ema": ema.state_dict(), "width": args.width, "steps": args.steps}
+  if D is not None:
+    saved["D"] = D.state_dict()
+  torch.save(saved, os.path.join(args.dir, args.out + ".pt"))
 
   # Fixed-seed samples from the EMA generator, as uint8 NHWC.
   gen = torch.Generator().manual_seed(SAMPLE_SEED)

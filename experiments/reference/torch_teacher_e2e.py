@@ -1,0 +1,227 @@
+"""A PyTorch teacher distilled into a JAX student, against the PyTorch reference's own
+students of that teacher, at equal steps.
+
+    nice python experiments/reference/torch_teacher_e2e.py --workdir runs/torch_teacher \
+        --results results/torch_teacher
+
+1. The PyTorch reference (torch_dcgan_train.py) trains its teacher G(64) on Fashion-MNIST
+   (--mode gan, 4000 steps) and distills two width-8 students from it, each 4000 steps at
+   batch 64: `joint` (0.5 MSE + 0.5 adversarial) and `pixel` (MSE).
+2. gandistill_jax.torch_convert turns the teacher's file (its EMA generator 'G_ema' and its
+   discriminator 'D') into a teacher workdir, and the converted generator is checked
+   against PyTorch's on 256 z.
+3. The package distills a width-8 student (the same architecture) from that workdir with
+   its default recipe (recipes.DEFAULT_RECIPE, the student cut from the teacher:
+   recipes.DEFAULT_INIT), 4000 steps at batch 64: the config compare_reference.py gives
+   its students.
+4. Every generator is scored by the package's evaluation: FID, KID and precision/recall on
+   the Fashion-MNIST domain classifier's features, 10,000 samples against the test split.
+   The reference's rows score the 10,000 samples it wrote (its own fixed seed); the
+   package's rows 10,000 samples on the evaluation's fixed z.
+
+Every part is skipped when its output exists, so a killed run resumes (the distillation from
+its last checkpoint). Wall times: the reference's from its log (training, batch-norm
+re-estimation and sampling), the package's as measured here (distillation with its
+compilation); one shared 2-core CPU ran everything, so they are rough.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "configs"))
+REFERENCE = os.path.join(HERE, "torch_dcgan_train.py")
+
+from gandistill_jax import api, export, models, recipes, torch_convert  # noqa: E402
+from gandistill_jax.checkpoint import Checkpointer  # noqa: E402
+from gandistill_jax.data import pipeline  # noqa: E402
+from gandistill_jax.eval import evaluate  # noqa: E402
+
+STUDENT = recipes.Student("dcgan", 8)
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def reference_run(ref_dir: str, mode: str, width: int, steps_: int, out: str) -> None:
+  """Trains one reference run unless its .pt and .npz exist; its output goes to <out>.log."""
+  if all(os.path.exists(os.path.join(ref_dir, out + ext)) for ext in (".pt", ".npz")):
+    return
+  cmd = [sys.executable, REFERENCE, "--mode", mode, "--width", str(width), "--steps", str(steps_), "--out", out,
+         "--dir", ref_dir, "--seed", "0"] + (["--teacher", "teacher"] if mode != "gan" else [])
+  print("running", " ".join(cmd), flush=True)
+  with open(os.path.join(ref_dir, out + ".log"), "w") as log:
+    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def reference_seconds(ref_dir: str, out: str) -> float | None:
+  """The wall time the reference reports in its log ('wrote ... in 1234s'), or None."""
+  path = os.path.join(ref_dir, out + ".log")
+  if not os.path.exists(path):
+    return None
+  found = re.findall(r"^wrote .* in (\d+)s$", open(path).read(), re.M)
+  return float(found[-1]) if found else None
+
+
+def torch_params(path: str) -> int:
+  """Parameters of the EMA generator in a reference .pt (its batch-norm buffers not counted)."""
+  state = torch_convert.read_torch_file(path, key="G_ema")
+  return sum(v.size for k, v in state.items() if k.rpartition(".")[2] not in BUFFERS)
+
+
+def conversion_error(pt: str, teacher_dir: str, num: int = 256) -> float:
+  """max |G_torch(z) - G_converted(z)| over `num` z, both in float32 (ours at highest precision)."""
+  sys.modules.setdefault("triton", None)   # torch's GPU compiler next to TensorFlow crashes (tests/conftest.py)
+  import torch
+  spec = importlib.util.spec_from_file_location("torch_dcgan_train", REFERENCE)
+  ref = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(ref)
+  saved = torch.load(pt, map_location="cpu", weights_only=True)
+  g = ref.make_G(saved["width"])
+  g.load_state_dict(saved["G_ema"])
+  g.eval()
+  z = np.random.default_rng(0).standard_normal((num, ref.Z)).astype(np.float32)
+  with torch.no_grad():
+    theirs = g(torch.from_numpy(z)).numpy().transpose(0, 2, 3, 1)
+  with jax.default_matmul_precision("highest"):
+    ours = export.load_generator(teacher_dir)(z)
+  return float(np.abs(ours - theirs).max())
+
+
+def finished(workdir: str, steps_: int) -> bool:
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return False
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  try:
+    return ckpt.latest_step() == steps_
+  finally:
+    ckpt.close()
+
+
+def ours_samples(workdir: str, num: int) -> tuple[np.ndarray, int]:
+  """(num samples on the evaluation's fixed z, generator params) of a workdir's generator."""
+  gen, variables, config = export.workdir_generator_variables(workdir)
+  return evaluate.generate(gen, variables, config.model.latent_dim, num), models.param_count(variables["params"])
+
+
+def load_json(path: str) -> dict:
+  return json.load(open(path)) if os.path.exists(path) else {}
+
+
+def save_json(path: str, obj) -> None:
+  with open(path + ".tmp", "w") as f:
+    json.dump(obj, f, indent=2, default=float)   # numpy scalars
+  os.replace(path + ".tmp", path)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--workdir", required=True, help="runs go here (reference/, converted_teacher/, jax_joint_w8/)")
+  ap.add_argument("--results", required=True, help="e2e.md and e2e.json go here")
+  ap.add_argument("--steps", type=int, default=4000)
+  ap.add_argument("--num", type=int, default=10000, help="samples scored per generator")
+  a = ap.parse_args()
+  import fashion_mnist_teacher
+  command = "nice python experiments/reference/torch_teacher_e2e.py " + " ".join(sys.argv[1:])
+  ref_dir = os.path.join(a.workdir, "reference")
+  os.makedirs(ref_dir, exist_ok=True)
+  os.makedirs(a.results, exist_ok=True)
+  times_path, scores_path = os.path.join(a.workdir, "times.json"), os.path.join(a.workdir, "scores.json")
+  times, scores = load_json(times_path), load_json(scores_path)
+
+  reference_run(ref_dir, "gan", 64, a.steps, "teacher")
+  for mode in ("joint", "pixel"):
+    reference_run(ref_dir, mode, STUDENT.width, a.steps, f"{mode}_w{STUDENT.width}")
+
+  teacher_pt, teacher_dir = os.path.join(ref_dir, "teacher.pt"), os.path.join(a.workdir, "converted_teacher")
+  if not os.path.exists(os.path.join(teacher_dir, "config.json")):
+    start = time.perf_counter()
+    print("converted:", json.dumps(torch_convert.convert(teacher_pt, teacher_dir, key="G_ema", d_key="D")), flush=True)
+    times["converted_teacher"] = time.perf_counter() - start
+    save_json(times_path, times)
+  error = conversion_error(teacher_pt, teacher_dir)
+  print(f"converted teacher vs PyTorch: max abs difference {error:.2e} on 256 z", flush=True)
+
+  teacher = fashion_mnist_teacher.get_config()
+  config = recipes.distill_config(teacher, STUDENT, a.steps, recipes.DEFAULT_RECIPE, recipes.DEFAULT_INIT)
+  config.train.update(sample_every=1000, ckpt_every=1000)
+  ours_name = f"jax_{recipes.DEFAULT_RECIPE}_w{STUDENT.width}"
+  ours_dir = os.path.join(a.workdir, ours_name)
+  if not finished(ours_dir, a.steps):
+    start = time.perf_counter()
+    api.distill_student(config, teacher_dir, ours_dir, progress=False)
+    times[ours_name] = times.get(ours_name, 0.0) + time.perf_counter() - start   # a resumed run adds its part
+    save_json(times_path, times)
+
+  score = evaluate.reference(teacher)
+  rows = {   # name: (framework, what it is, samples source, steps)
+      "torch_teacher": ("PyTorch", "reference teacher G(64), --mode gan", "teacher", a.steps),
+      "converted_teacher": ("JAX", "that teacher converted (torch_convert), sampled by the package", teacher_dir, 0),
+      f"torch_joint_w{STUDENT.width}": ("PyTorch", "reference student, --mode joint, from the teacher",
+                                        f"joint_w{STUDENT.width}", a.steps),
+      f"torch_pixel_w{STUDENT.width}": ("PyTorch", "reference student, --mode pixel, from the teacher",
+                                        f"pixel_w{STUDENT.width}", a.steps),
+      ours_name: ("JAX", f"package student, recipe '{recipes.DEFAULT_RECIPE}', init '{recipes.DEFAULT_INIT}', "
+                  f"from the converted teacher", ours_dir, a.steps),
+  }
+  for name, (framework, _, source, _) in rows.items():
+    if name in scores:
+      continue
+    if framework == "PyTorch":
+      with np.load(os.path.join(ref_dir, source + ".npz"), allow_pickle=False) as f:
+        images = pipeline.to_float(f["images"][:a.num])
+      result = score.quality(images, latent_seed=None)
+      result["params"] = torch_params(os.path.join(ref_dir, source + ".pt"))
+      result["seconds"] = reference_seconds(ref_dir, source)
+    else:
+      images, params = ours_samples(source, a.num)
+      result = score.quality(images) | {"params": params, "seconds": times.get(name)}
+    scores[name] = result
+    save_json(scores_path, scores)
+    print(name, f"FID {result['fid']:.2f} recall {result['recall']:.3f}", flush=True)
+
+  joint, pixel = scores[f"torch_joint_w{STUDENT.width}"], scores[f"torch_pixel_w{STUDENT.width}"]
+  ours = scores[ours_name]
+  best_ref = min(joint["fid"], pixel["fid"])
+  fmt_time = lambda s: "" if s is None else f"{s / 60:.1f} min"
+  lines = [f"`{command}`", "",
+           f"Fashion-MNIST, 28x28. A PyTorch teacher (the reference's G(64), {a.steps} steps) distilled into "
+           f"width-{STUDENT.width} students (the same architecture on both sides) at {a.steps} steps and batch 64, by the "
+           f"PyTorch reference itself and by this package from the converted teacher. FID, KID and precision/recall "
+           f"on the package's Fashion-MNIST domain-classifier features, {a.num} samples per generator against the "
+           f"test split (lower FID is better). Wall time: one shared 2-core CPU, rough; the reference's from its "
+           f"log (training, batch-norm re-estimation, sampling), the package's distillation with its compilation.",
+           "", "| run | framework | what | params | FID | KID | precision | recall | steps | wall time |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for name, (framework, what, _, steps_) in rows.items():
+    r = scores[name]
+    lines.append(f"| {name} | {framework} | {what} | {r['params']:,} | {r['fid']:.2f} | {r['kid']:.4f} | "
+                 f"{r['precision']:.3f} | {r['recall']:.3f} | {steps_ or '(converted)'} | {fmt_time(r['seconds'])} |")
+  lines += ["", f"The converted teacher's generator equals PyTorch's: max |G_torch(z) - G_jax(z)| = {error:.1e} over "
+            f"256 z (float32). Its FID differs from the PyTorch row only by the samples scored (the package's "
+            f"fixed z against the reference's seed).", "",
+            f"JAX student from the PyTorch teacher: FID {ours['fid']:.2f} against {joint['fid']:.2f} (reference joint) "
+            f"and {pixel['fid']:.2f} (reference pixel) at equal steps: "
+            + (f"{best_ref / ours['fid']:.2f}x lower than the better reference student."
+               if ours["fid"] < best_ref else f"not better than the reference's best student ({best_ref:.2f}).")]
+  md = "\n".join(lines)
+  with open(os.path.join(a.results, "e2e.md"), "w") as f:
+    f.write(md + "\n")
+  keep = ("fid", "kid", "kid_se", "precision", "recall", "density", "coverage", "params", "seconds")
+  save_json(os.path.join(a.results, "e2e.json"), {
+      "command": command, "steps": a.steps, "num": a.num, "conversion_max_abs_difference": error,
+      "rows": {n: {"framework": rows[n][0], "what": rows[n][1], "steps": rows[n][3]} | {k: scores[n].get(k) for k in keep}
+               for n in rows}})
+  print(md)
+
+
+if __name__ == "__main__":
+  main()
