@@ -60,7 +60,7 @@ import ml_collections
 import numpy as np
 
 from gandistill_jax import checkpoint, config as config_lib, files, models
-from gandistill_jax.models.dcgan import stage_channels
+from gandistill_jax.models.family import _DEFAULT_NUM_UP, stage_channels
 
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _AFFINE = ("weight", "bias")
@@ -137,6 +137,12 @@ def _check_size(made: int, image_size: int | None, what: str) -> None:
     raise ValueError(f"the {what} works on {made}x{made} images, not image_size={image_size}")
 
 
+def _depth(n: int, image_size: int) -> int:
+  """model.num_up/num_down for n stages: 0 (the family's default, as this package's own
+  configs give it) where n is the default for the size, else n."""
+  return 0 if _DEFAULT_NUM_UP.get(image_size) == n else n
+
+
 def _model_config(**values) -> ml_collections.ConfigDict:
   """base_config's model section with `values` set."""
   model = config_lib.base_config().model
@@ -208,7 +214,7 @@ def generator_from_state_dict(state_dict: Mapping[str, np.ndarray], image_size: 
   _check_size(size, image_size, "generator")
   _check_channels(chans, names, chans[-1], size, "generator", stage_channels(chans[-1], size, num_up))
   model = _model_config(image_size=size, channels=int(w.shape[1]), latent_dim=int(proj["kernel"].shape[0]),
-                        g_width=chans[-1], num_up=num_up, proj_rank=0, g_proj_bias=True)
+                        g_width=chans[-1], num_up=_depth(num_up, size), proj_rank=0, g_proj_bias=True)
   return model, {"params": params, "batch_stats": batch_stats}
 
 
@@ -252,7 +258,7 @@ def discriminator_from_state_dict(state_dict: Mapping[str, np.ndarray], image_si
   _check_size(size, image_size, "discriminator")
   _check_channels(chans, names, chans[0], size, "discriminator", [chans[0] * 2**i for i in range(len(chans))])
   model = _model_config(image_size=size, channels=int(params["Conv_0"]["kernel"].shape[2]), d_width=chans[0],
-                        num_down=len(chans), d_batch_norm=normed, d_spectral_norm=False)
+                        num_down=_depth(len(chans), size), d_batch_norm=normed, d_spectral_norm=False)
   return model, {"params": params, "batch_stats": batch_stats}
 
 
@@ -414,9 +420,10 @@ def convert(path: str, out: str, key: str | None = None, d_key: str | None = Non
   write_teacher_workdir(out, model, g_vars, d_vars, {"file": os.path.abspath(path), "sha256": sha, "key": key,
                                                     "d_key": d_key}, step)
   summary = {"workdir": out, "file": path, "sha256": sha, "step": step,
-             "generator": {k: model[k] for k in ("image_size", "channels", "latent_dim", "g_width", "num_up")}
-             | {"params": models.param_count(g_vars["params"])}}
+             "generator": {k: model[k] for k in ("image_size", "channels", "latent_dim", "g_width")}
+             | {"num_up": model.num_up or _DEFAULT_NUM_UP[model.image_size],
+                "params": models.param_count(g_vars["params"])}}
   if d_vars is not None:
-    summary["discriminator"] = {k: model[k] for k in ("d_width", "num_down", "d_batch_norm")} | {
-        "params": models.param_count(d_vars["params"])}
+    summary["discriminator"] = {k: model[k] for k in ("d_width", "d_batch_norm")} | {
+        "num_down": model.num_down or _DEFAULT_NUM_UP[model.image_size], "params": models.param_count(d_vars["params"])}
   return summary

@@ -101,7 +101,7 @@ def test_reference_teacher_file_converts_to_a_workdir_that_samples_as_pytorch(tm
   torch.save({"G_ema": g.state_dict(), "D": d.state_dict(), "width": 8, "steps": 300}, path)
   out = str(tmp_path / "converted")
   summary = torch_convert.convert(path, out, key="G_ema", d_key="D")
-  assert summary["step"] == 300 and summary["generator"]["g_width"] == 8
+  assert summary["step"] == 300 and summary["generator"]["g_width"] == 8 and summary["generator"]["num_up"] == 2
   assert summary["discriminator"]["d_batch_norm"] is True
 
   z = np.random.default_rng(0).standard_normal((16, 100)).astype(np.float32)
@@ -125,9 +125,10 @@ def test_examples_style_64px_generator_and_discriminator(tmp_path):
   g, d = ExamplesG(nz=16, ngf=4, nc=3), ExamplesD(ndf=4, nc=3)
   randomise(g, d)
   model, g_vars = torch_convert.generator_from_state_dict(numpy_state(g, "module."))   # as DataParallel saves
-  assert (model.image_size, model.channels, model.latent_dim, model.g_width, model.num_up) == (64, 3, 16, 4, 4)
+  # four upsamplings, the family's default depth at 64 px, recorded as 0 like the package's own configs
+  assert (model.image_size, model.channels, model.latent_dim, model.g_width, model.num_up) == (64, 3, 16, 4, 0)
   d_model, d_vars = torch_convert.discriminator_from_state_dict(numpy_state(d), image_size=64)
-  assert (d_model.d_width, d_model.num_down, d_model.d_batch_norm) == (4, 4, True)
+  assert (d_model.d_width, d_model.num_down, d_model.d_batch_norm) == (4, 0, True)
   model.update({k: d_model[k] for k in torch_convert.D_KEYS})
   out = str(tmp_path / "examples")
   torch_convert.write_teacher_workdir(out, model, g_vars, d_vars, {"file": "netG.pth"})

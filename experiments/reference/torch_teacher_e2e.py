@@ -203,7 +203,7 @@ def main():
            "|---|---|---|---|---|---|---|---|---|---|"]
   for name, (framework, what, _, steps_) in rows.items():
     r = scores[name]
-    lines.append(f"| {name} | {framework} | {what} | {r['params']:,} | {r['fid']:.2f} | {r['kid']:.4f} | "
+    lines.append(f"| {name} | {framework} | {what} | {r['params']:,} | {r['fid']:.2f} | {r['kid']:.3g} | "
                  f"{r['precision']:.3f} | {r['recall']:.3f} | {steps_ or '(converted)'} | {fmt_time(r['seconds'])} |")
   lines += ["", f"The converted teacher's generator equals PyTorch's: max |G_torch(z) - G_jax(z)| = {error:.1e} over "
             f"256 z (float32). Its FID differs from the PyTorch row only by the samples scored (the package's "
