@@ -37,7 +37,8 @@ with the converted model section, plus a `convert` record of where the weights c
 and one checkpoint of kind 'teacher' whose items are the `generator` (and the
 `discriminator` if converted). Its train state is a placeholder (the step): the PyTorch
 optimiser state is not converted, so the workdir is for sampling, exporting, evaluating and
-teaching, not for resuming adversarial training.
+teaching, not for resuming adversarial training. Its data section is base_config's
+(Fashion-MNIST), which `gandistill eval` scores against unless told other data (--set data.*).
 
 torch is not a dependency: only read_torch_file (and so convert) of a .pt/.pth file imports
 it. A state dict saved as .npz (np.savez(path, **{k: v.numpy() for k, v in sd.items()}))
@@ -159,7 +160,8 @@ def _projection(name: str, kind: str, arrays: dict, c0: int) -> tuple[dict, int]
     if not s0:
       raise ValueError(f"layer {name!r} (Linear to {w.shape[0]} features) is not c0 x s0 x s0 for the {c0} channels "
                        f"that its batch norm normalises")
-    return {"kernel": _chw_to_hwc(w, c0, s0).T, "bias": _chw_to_hwc(_bias(arrays, w.shape[0])[:, None], c0, s0)[:, 0]}, s0
+    bias = _chw_to_hwc(_bias(arrays, w.shape[0])[:, None], c0, s0)[:, 0]
+    return {"kernel": _chw_to_hwc(w, c0, s0).T, "bias": bias}, s0
   if kind == "conv" and w.shape[1] == c0 and w.shape[2] == w.shape[3]:
     s0 = w.shape[2]
     return {"kernel": w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1), "bias": np.tile(_bias(arrays, c0), s0 * s0)}, s0
