@@ -17,46 +17,58 @@ from typing import Callable, Sequence
 import ml_collections
 import numpy as np
 
-from gandistill_jax import config as config_lib, distill as distill_lib, loop, objectives, tasks, workdir as workdir_lib
-from gandistill_jax.data import arrays, pipeline
-from gandistill_jax.eval import evaluate as evaluate_lib, metrics
+# Each call imports what it needs: importing this module costs neither jax's start-up nor
+# TensorFlow's (which only tf.data/TFDS sources use), and sets nothing process-wide.
 
 
-def train_teacher(config: ml_collections.ConfigDict, workdir: str, data=None, progress: bool = True):
+def _train_gan(config, workdir: str, kind: str, data, progress: bool, allow_data_change: bool):
+  from gandistill_jax import loop, tasks
+  return loop.train(config, workdir, tasks.gan_task(config, kind), progress=progress, data=data,
+                    allow_data_change=allow_data_change)
+
+
+def train_teacher(config: ml_collections.ConfigDict, workdir: str, data=None, progress: bool = True,
+                  allow_data_change: bool = False):
   """Trains (or resumes) the GAN `config.model` adversarially in `workdir`; returns the
   final state. `data`: own images instead of `config.data` (loop.train)."""
-  return loop.train(config, workdir, tasks.gan_task(config, "teacher"), progress=progress, data=data)
+  return _train_gan(config, workdir, "teacher", data, progress, allow_data_change)
 
 
-def train_scratch(config: ml_collections.ConfigDict, workdir: str, data=None, progress: bool = True):
+def train_scratch(config: ml_collections.ConfigDict, workdir: str, data=None, progress: bool = True,
+                  allow_data_change: bool = False):
   """The baseline: a student-size `config.model` trained adversarially from scratch."""
-  return loop.train(config, workdir, tasks.gan_task(config, "scratch"), progress=progress, data=data)
+  return _train_gan(config, workdir, "scratch", data, progress, allow_data_change)
 
 
-def distill_student(config: ml_collections.ConfigDict, teacher_dir: str, workdir: str,
-            extra_terms: Sequence[objectives.Term] = (), data=None, progress: bool = True):
-  """Distills the teacher trained in `teacher_dir` into the student `config.model`
-  (`gandistill distill`; not named `distill`, which is the module gandistill_jax.distill).
+def distill_student(config: ml_collections.ConfigDict, teacher, workdir: str,
+                    extra_terms: Sequence = (), data=None, progress: bool = True, allow_data_change: bool = False):
+  """Distills `teacher` into the student `config.model` (`gandistill distill`; not named
+  `distill`, which is the module gandistill_jax.distill). Returns the final state.
 
-  `config` needs a `distill` section (config.default_distill_config()); the teacher's
-  architecture is read from its workdir and recorded as `config.teacher_model`.
-  `extra_terms` are objectives.Term added to the configured ones (give the same ones to
-  resume). Returns the final state."""
-  config = config_lib.upgrade(ml_collections.ConfigDict(config.to_dict()))
-  if "distill" not in config:
-    raise ValueError("the config has no 'distill' section; add gandistill_jax.config.default_distill_config()")
-  teacher_model, teacher = workdir_lib.load_teacher(teacher_dir, config)
-  config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
-  config.distill.teacher_dir = os.path.abspath(teacher_dir)
+  `teacher` (gandistill_jax.teachers): a teacher's workdir (this package's run, or a
+  converted PyTorch generator), an exported generator file (.jaxexport), a pairs .npz
+  (z float32 (N, d), images uint8 (N, H, W, C): a black box, distilled offline), or any
+  JAX function z -> images with a `latent_dim` attribute (e.g. `gd.load_generator(...)`,
+  or `lambda z: model.apply(variables, z)` with the attribute set). Objectives that need
+  more than images (the teacher's activations or discriminator) need a workdir teacher.
+
+  `config` needs a `distill` section (config.default_distill_config()); what the run
+  records of its teacher is written into it (teachers.record). `extra_terms`
+  (objectives.Term) are added to the configured ones (give the same ones to resume)."""
+  from gandistill_jax import distill as distill_lib, loop, teachers
+  if callable(teacher) and not isinstance(teacher, teachers.Teacher):
+    teacher = teachers.from_function(teacher, getattr(teacher, "latent_dim", None) or config.model.latent_dim)
+  config, teacher = teachers.attach(config, teacher, workdir)
   task = distill_lib.distill_task(config, teacher, extra_terms)
-  return loop.train(config, workdir, task, progress=progress, data=data)
+  return loop.train(config, workdir, task, progress=progress, data=data, allow_data_change=allow_data_change)
 
 
 def _float_images(images) -> np.ndarray:
   """float32 (N, H, W, C) in [-1, 1] from uint8 [0, 255] or float [-1, 1], (N, H, W[, C])."""
+  from gandistill_jax.data import arrays
   images = np.asarray(images)
   if images.dtype == np.uint8:
-    return pipeline.to_float(arrays.check_images(images)[0])
+    return arrays.to_float(arrays.check_images(images)[0])
   if images.ndim == 3:
     images = images[..., None]
   if (images.dtype.kind != "f" or images.ndim != 4 or images.size == 0 or images.min() < -1.0 - 1e-3
@@ -66,9 +78,11 @@ def _float_images(images) -> np.ndarray:
   return images.astype(np.float32)
 
 
-def _scorer(config, data, like: np.ndarray) -> evaluate_lib.Scorer:
+def _scorer(config, data, like: np.ndarray):
   """The Scorer for `data` (the caller's reference images) or `config`'s data at the size of
   `like`; with neither, one line saying what to pass (never a default dataset)."""
+  from gandistill_jax import config as config_lib
+  from gandistill_jax.eval import evaluate as evaluate_lib
   size, channels = like.shape[1], like.shape[3]
   if data is not None:
     return evaluate_lib.scorer(evaluate_lib.reference_from_arrays(data, size, channels),
@@ -89,6 +103,7 @@ def fid(images_a, images_b, features: Callable | None = None, config=None, data=
   (N, d)` if given, else the domain classifier of the data given as `data` (the caller's
   labelled images) or named by `config.data` (the shipped network for data it was built
   for, e.g. Fashion-MNIST, else one trained on the data's labels and cached by its digest)."""
+  from gandistill_jax.eval import metrics
   a, b = _float_images(images_a), _float_images(images_b)
   if features is None:
     extractor = _scorer(config, data, a).extractor
@@ -108,6 +123,7 @@ def evaluate(source, config=None, num: int = 10000, teacher_dir: str = "", data=
   explicit choice: `data` (your real images, optionally with labels, in any form `data=`
   takes for training) or, for images and generators, `config` (its data.*); for a workdir,
   `overrides` ('data.path=...', eval.* keys)."""
+  from gandistill_jax.eval import evaluate as evaluate_lib
   if isinstance(source, (str, os.PathLike)):
     if config is not None:
       raise ValueError("config= does not apply to a workdir, which is scored against the data it recorded; to "

@@ -81,12 +81,37 @@ def _failure_line(path: str, e: BaseException) -> str:
   return (f"line {lines[-1]}: " if lines else "") + f"{type(e).__name__}" + (f": {first}" if first else "")
 
 
+CONFIG_FLAG = "--config."
+
+
+def expand_config_flags(argv: list[str]) -> list[str]:
+  """ml_collections' config_flags form (flax/examples, big_vision), `--config.KEY=VALUE` or
+  `--config.KEY VALUE`, as the `--set KEY=VALUE` it means: one override per flag, typed by
+  the config's own value, applied after the file's get_config()."""
+  out, i = [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith(CONFIG_FLAG) and len(arg) > len(CONFIG_FLAG):
+      key, eq, value = arg[len(CONFIG_FLAG):].partition("=")
+      if not eq:
+        if i + 1 == len(argv):
+          raise ArgumentError("gandistill", f"{arg} needs a value: {arg}=VALUE")
+        value, i = argv[i + 1], i + 1
+      out += ["--set", f"{key}={value}"]
+    else:
+      out.append(arg)
+    i += 1
+  return out
+
+
 def load_config_file(path: str):
   """Runs a config file's get_config() (configs are Python, as in flax/examples). Every way
   the file can fail (no such file, a syntax error, an exception, a missing get_config, a
-  result that is not a full config) is a UsageError naming the file."""
+  result that is not a full config) is a UsageError naming the file. `file.py:ARG` calls
+  get_config(ARG), as ml_collections' config_flags do."""
   import ml_collections
   from gandistill_jax import config as config_lib
+  path, arg = _config_argument(path)
   if not os.path.exists(path):
     raise UsageError(f"--config {path}: no such file")
   if not os.path.isfile(path):
@@ -104,7 +129,7 @@ def load_config_file(path: str):
   if not callable(getattr(module, "get_config", None)):
     raise UsageError(f"--config {path}: the file defines no get_config()")
   try:
-    config = module.get_config()
+    config = module.get_config() if arg is None else module.get_config(arg)
   except (Exception, SystemExit) as e:
     raise UsageError(f"--config {path}: get_config() raised at {_failure_line(full, e)}") from None
   if not isinstance(config, ml_collections.ConfigDict):
@@ -116,6 +141,12 @@ def load_config_file(path: str):
                      f"{f' (and {len(missing) - 1} more keys)' if len(missing) > 1 else ''}; start from "
                      f"gandistill_jax.config.base_config()")
   return config
+
+
+def _config_argument(path: str) -> tuple[str, str | None]:
+  """('file.py', 'ARG') for 'file.py:ARG' where file.py exists; else (path, None)."""
+  head, colon, arg = path.rpartition(":")
+  return (head, arg) if colon and head and os.path.isfile(head) and not os.path.isfile(path) else (path, None)
 
 
 def resolve_config(args):
@@ -141,6 +172,7 @@ def cmd_train(args, kind: str) -> int:
   from gandistill_jax import loop, tasks, workdir as workdir_lib
   workdir_lib.check_kind(args.workdir, kind)
   config = resolve_config(args)
+  loop.enable_compilation_cache(config)
   task = tasks.gan_task(config, kind)
   state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet,
                      allow_data_change=args.allow_data_change, should_stop=stop_requested)
@@ -158,40 +190,25 @@ def _report_end(kind: str, state, config, workdir: str) -> int:
   return EXIT_STOPPED
 
 
-def _recorded_teacher(workdir: str) -> str:
-  """The teacher a distill workdir's config.json records ('' for none)."""
-  from gandistill_jax import workdir as workdir_lib
-  path = os.path.join(workdir, "config.json")
-  saved = workdir_lib.read_json(path) if os.path.isfile(path) else {}
-  teacher_dir = saved.get("distill", {}).get("teacher_dir", "") if isinstance(saved, dict) else ""
-  return teacher_dir if isinstance(teacher_dir, str) else ""
-
-
-def _same_path(a: str, b: str) -> bool:
-  try:
-    return os.path.samefile(a, b)
-  except OSError:
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 def distill_config(args):
-  """The run's config (`model` = the student) with the teacher's architecture recorded as
-  config.teacher_model. A resumed run keeps its teacher (its weights are in the
-  checkpoints), so another --teacher is refused."""
-  import ml_collections
-  from gandistill_jax import workdir as workdir_lib
-  recorded = _recorded_teacher(args.workdir)
-  if recorded and not _same_path(recorded, args.teacher):
-    raise UsageError(f"{args.workdir} distils from {recorded} (its config.json), and its checkpoints keep that "
-                     f"teacher's weights; --teacher {args.teacher} is another workdir: give --teacher {recorded} "
-                     f"to resume, or use a new --workdir")
+  """(the run's config, its Teacher): `model` is the student, and what the run records of
+  its teacher (teachers.record: kind, workdir or file, SHA-256, and a workdir teacher's
+  architecture as teacher_model). A resumed run keeps its teacher (a workdir teacher's
+  weights are in the checkpoints): another --teacher or --pairs is refused."""
+  from gandistill_jax import teachers
+  given = [flag for flag, value in (("--teacher", args.teacher), ("--pairs", args.pairs)) if value]
+  if len(given) != 1:
+    raise UsageError("give the teacher as exactly one of --teacher (a workdir or an exported .jaxexport file) or "
+                     "--pairs (stored z and images, .npz)")
   config = resolve_config(args)
   if "distill" not in config:
     raise UsageError("the config has no 'distill' section; use a distill config "
                      "(e.g. experiments/configs/fashion_mnist_distill.py)")
-  teacher_model, teacher = workdir_lib.load_teacher(args.teacher, config)
-  config.teacher_model = ml_collections.ConfigDict(teacher_model.to_dict())
-  config.distill.teacher_dir = os.path.abspath(args.teacher)
+  config, teacher = teachers.attach(config, args.teacher or args.pairs, args.workdir)
+  if args.pairs and teacher.kind != "pairs":
+    raise UsageError(f"--pairs {args.pairs} is a {teacher.kind} teacher, not stored pairs; give it as --teacher")
+  if args.teacher and teacher.kind == "pairs":
+    raise UsageError(f"--teacher {args.teacher} holds stored (z, image) pairs; give it as --pairs")
   return config, teacher
 
 
@@ -199,6 +216,7 @@ def cmd_distill(args) -> int:
   from gandistill_jax import distill, loop, workdir as workdir_lib
   workdir_lib.check_kind(args.workdir, "distill")
   config, teacher = distill_config(args)
+  loop.enable_compilation_cache(config)
   task = distill.distill_task(config, teacher)
   state = loop.train(config, args.workdir, task, eval_fn=_eval_hook(config), progress=not args.quiet,
                      allow_data_change=args.allow_data_change, should_stop=stop_requested)
@@ -208,13 +226,11 @@ def cmd_distill(args) -> int:
 def cmd_dump_teacher(args) -> None:
   import jax
   import numpy as np
-  from gandistill_jax import distill, files, models, workdir as workdir_lib
+  from gandistill_jax import distill, files, teachers
   files.check_writable(args.out)
-  config = workdir_lib.load_config(args.teacher)
-  teacher_model, teacher = workdir_lib.load_teacher(args.teacher, config)
-  gen = models.build_generator(teacher_model)
-  z, images = distill.dump_teacher(gen, teacher["g"], jax.random.key(args.seed), args.num, teacher_model.latent_dim)
-  files.write_atomic(args.out, lambda f: np.savez(f, z=z, teacher=images), mode="wb")
+  teacher = teachers.resolve(args.teacher)
+  z, images = distill.dump_teacher(teacher.generator(), jax.random.key(args.seed), args.num, teacher.latent_dim)
+  files.write_atomic(args.out, lambda f: np.savez(f, z=z, images=images), mode="wb")
   print(f"wrote {args.num} (z, G_t(z)) pairs to {args.out}")
 
 
@@ -242,9 +258,10 @@ def cmd_eval(args) -> None:
 
 
 def cmd_demo(args) -> int | None:
-  from gandistill_jax import config as config_lib, recipes, study
+  from gandistill_jax import config as config_lib, loop, recipes, study
   base = load_config_file(args.config) if args.config else recipes.demo_base()
   base = config_lib.apply_overrides(study.with_demo_schedule(config_lib.upgrade(base)), args.set or [])
+  loop.enable_compilation_cache(base)
   runs = study.demo_runs(base, tiny=args.tiny)
   if args.tiny:
     for run in runs:
@@ -298,7 +315,7 @@ def cmd_sample(args) -> None:
     raise UsageError("give exactly one of --workdir W or --exported FILE")
   fmt = sample_format(args.out, args.format)
   files.check_writable(args.out)
-  if args.exported and os.path.exists(args.out) and _same_path(args.exported, args.out):
+  if args.exported and os.path.exists(args.out) and files.same_file(args.exported, args.out):
     raise UsageError(f"--out {args.out} is the exported file being read; give another --out")
   generate = export.load_generator(args.exported or args.workdir, which=args.which)
   samples = generate(np.random.default_rng(args.seed).standard_normal((args.num, generate.latent_dim)).astype(np.float32))
@@ -351,9 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
   sub = p.add_subparsers(dest="command", required=True)
 
   def run_args(q):
-    q.add_argument("--config", help="a Python config file with get_config() (not needed to resume)")
+    q.add_argument("--config", help="a Python config file with get_config() (not needed to resume); FILE:ARG "
+                                    "calls get_config(ARG)")
     q.add_argument("--workdir", required=True, help="where the run lives; an existing one is resumed")
-    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value (repeatable); --config.KEY=VALUE (ml_collections' config_flags "
+                        "form, e.g. --config.train.steps=10) is the same")
     q.add_argument("--allow-data-change", action="store_true",
                    help="resume on other data than the workdir's data.json records (it keeps the history)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -367,13 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
 
   q = sub.add_parser("distill", help="distill a trained teacher into a small student")
   run_args(q)
-  q.add_argument("--teacher", required=True, help="the teacher's workdir")
+  q.add_argument("--teacher", help="the teacher: a workdir (this package's run, or `gandistill convert-torch`'s) or "
+                                   "an exported generator (.jaxexport); give it again to resume")
+  q.add_argument("--pairs", help="a black-box teacher: stored pairs, an .npz with z float32 (N, latent_dim) and images "
+                                 "uint8 (N, H, W, C) (docs/teachers.md); the run is offline")
   q.set_defaults(func=cmd_distill)
 
   q = sub.add_parser("dump-teacher", help="store (z, G_t(z)) pairs for offline (black-box) distillation")
-  q.add_argument("--teacher", required=True, help="the teacher's workdir")
+  q.add_argument("--teacher", required=True, help="the teacher's workdir or exported generator (.jaxexport)")
   q.add_argument("--num", type=count(1), default=20000)
-  q.add_argument("--out", required=True, help="the .npz to write (distill.offline_path), exactly this path")
+  q.add_argument("--out", required=True, help="the .npz to write (distill --pairs), exactly this path")
   q.add_argument("--seed", type=SEED, default=1)
   q.set_defaults(func=cmd_dump_teacher)
 
@@ -382,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--teacher", help="a teacher workdir, for the fidelity of a non-distill run")
   q.add_argument("--num", type=count(config_lib.MIN_EVAL_SAMPLES), default=10000, help="generated samples")
   q.add_argument("--set", action="append", metavar="KEY=VALUE",
-                 help="a data.* or eval.* value for this evaluation, e.g. eval.cache_dir=... (repeatable)")
+                 help="a data.* or eval.* value for this evaluation, e.g. eval.cache_dir=... (repeatable; or "
+                      "--config.KEY=VALUE)")
   q.set_defaults(func=cmd_eval)
 
   q = sub.add_parser("demo", help="the main job: teacher, distilled and scratch students, eval, report")
@@ -394,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--one-process", action="store_true",
                  help="train every run in this process (by default, on a CPU, the scratch baselines train in a "
                       "second process beside the teacher and the distilled students)")
-  q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the base config (repeatable)")
+  q.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the base config (repeatable; or --config.KEY=VALUE)")
   q.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (for tests)")
   q.add_argument("--quiet", action="store_true")
   q.set_defaults(func=cmd_demo)
@@ -466,7 +490,7 @@ def main(argv=None) -> int:
     pass
   command = None
   try:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(expand_config_flags(sys.argv[1:] if argv is None else list(argv)))
     command = args.command
     from gandistill_jax import loop, workdir  # noqa: F401  (jax, numpy, orbax, flax: imported while noted only)
     if _stop_signals:

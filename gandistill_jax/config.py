@@ -87,7 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_num = 2000         # samples per periodic eval
   c.train.keep = 3                # last N checkpoints kept
   c.train.best_metric = ""        # e.g. "fid": also keep the best checkpoint by it (lower wins)
-  c.train.compile_cache = True    # XLA's persistent compilation cache in <cache_dir>/xla
+  c.train.compile_cache = True    # the commands turn on XLA's persistent compilation cache in <cache_dir>/xla (process-wide)
   c.train.compute_dtype = "float32"   # or "bfloat16": G and D compute in it (params, optimizer, losses, EMA stay fp32)
 
   c.eval = ml_collections.ConfigDict()
@@ -102,7 +102,12 @@ def default_distill_config() -> ml_collections.ConfigDict:
   """The `distill` section of a distill run's config (gandistill_jax.distill reads it)."""
   d = ml_collections.ConfigDict()
   d.mode = "online"          # online | offline
-  d.offline_path = ""        # offline: the .npz written by `gandistill dump-teacher`
+  d.offline_path = ""        # offline: the pairs .npz (teachers.read_pairs; e.g. from `gandistill dump-teacher`)
+  # What the run recorded of its teacher (teachers.record; set by `distill --teacher/--pairs`):
+  d.teacher_kind = "workdir"  # workdir | exported | function | pairs
+  d.teacher_dir = ""         # the teacher's workdir or file
+  d.teacher_sha256 = ""      # a file teacher's SHA-256, checked again on resume
+  d.teacher_has_d = True     # a workdir teacher keeps its discriminator (a converted generator may not)
   d.student_init = "random"  # random | teacher (channels selected from the teacher's, gandistill_jax.prune)
   d.prune_by = "bn_scale"    # student_init='teacher': bn_scale | l1 (see prune.select_channels)
   d.g_lr = 0.0               # the student's learning rate (0 = optim.g_lr)
@@ -147,7 +152,7 @@ def cache_dir(config) -> str:
 NON_MATH_KEYS = ("schema_version", "train.steps", "train.log_every", "train.sample_every", "train.ckpt_every",
                  "train.eval_every", "train.eval_num", "train.keep", "train.best_metric", "train.compile_cache",
                  "data.data_dir", "data.path", "data.download", "data.skip_unreadable", "distill.teacher_dir",
-                 "distill.offline_path", "eval.cache_dir",
+                 "distill.offline_path", "distill.teacher_sha256", "eval.cache_dir",
                  "eval.inception_weights", "eval.inception_num", "eval.features")
 
 
@@ -166,6 +171,7 @@ LEGACY_DEFAULTS = {
     "distill.style_weight": 0.0, "distill.gcc_d": "teacher", "distill.mmd_weight": 0.0,
     "distill.mmd_balance": False, "distill.d_spectral_norm": False, "distill.d_loss": "",
     "distill.d_real": "data", "distill.d_real_data_weight": 0.0,
+    "distill.teacher_kind": "workdir", "distill.teacher_has_d": True,
 }
 
 

@@ -71,3 +71,11 @@ def write_atomic_path(path: str, write, suffix: str = "") -> None:
   gives the temporary file the extension they pick the format by; then renamed to `path`."""
   with replacing(path, suffix) as tmp:
     write(tmp)
+
+
+def same_file(a: str, b: str) -> bool:
+  """Whether two paths name the same file or folder (the same path where neither exists)."""
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return os.path.realpath(a) == os.path.realpath(b)

@@ -177,7 +177,11 @@ def check_data(workdir: str, record: dict, allow_change: bool) -> None:
 def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
   """XLA's persistent compilation cache in <cache dir>/xla (train.compile_cache), unless
   the caller configured one: a resumed or repeated run loads its compiled step instead of
-  compiling it again (experiments/bench/bench_compile.py measures cold vs warm)."""
+  compiling it again (experiments/bench/bench_compile.py measures cold vs warm).
+
+  It sets jax.config for the whole process, so the library never calls it on its own: the
+  `gandistill` commands do (each is a process of its own), and a script opts in by calling
+  it (or by setting jax_compilation_cache_dir itself)."""
   if config.train.compile_cache and not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.join(config_lib.cache_dir(config), "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -185,7 +189,6 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
 
 def _train(config, workdir: str, task: Task, eval_fn, mesh, progress: bool, data, stream, record, should_stop):
   tr = config.train
-  enable_compilation_cache(config)
   keys = run_keys(config.seed)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), tr.keep, tr.best_metric)
   start = ckpt.latest_step()

@@ -66,12 +66,15 @@ class TermInputs:
 class Term:
   """One weighted loss term. `weight` is a float or an optax schedule (step -> float);
   `balanced` scales the term by the VQGAN gradient-norm ratio against the pixel loss;
-  `needs_disc` asks the distill task to train a student-side D for `TermInputs.disc`."""
+  `needs_disc` asks the distill task to train a student-side D for `TermInputs.disc`;
+  `needs_teacher_disc` says it reads `TermInputs.teacher_disc`, so that a teacher without a
+  discriminator (an exported or converted generator, stored pairs) is refused up front."""
   name: str
   fn: Callable[[TermInputs], Array]
   weight: float | optax.Schedule = 1.0
   balanced: bool = False
   needs_disc: bool = False
+  needs_teacher_disc: bool = False
 
   def weight_at(self, step) -> Array:
     return jnp.asarray(self.weight(step) if callable(self.weight) else self.weight, jnp.float32)
@@ -230,21 +233,23 @@ def terms_from_config(dc: ml_collections.ConfigDict, g_loss: Callable[[Array], A
   if dc.warmup_steps and dc.adv_weight > 0:   # the adversarial term starts after a warm-up of the others
     base, gate = adv_weight, schedule(f"warmup:{dc.warmup_steps}")
     adv_weight = (lambda s: base(s) * gate(s)) if callable(base) else (lambda s: base * gate(s))
-  spec = [
-      ("pixel", dc.pixel_weight, dc.pixel_schedule, pixel_term(dc.pixel_p), False, False),
-      ("adv", adv_weight, "constant", adversarial_term(g_loss), dc.adv_balance, True),
+  spec = [   # name, weight, schedule, fn, balanced, reads: the student-side D, the teacher's D
+      ("pixel", dc.pixel_weight, dc.pixel_schedule, pixel_term(dc.pixel_p), False, False, False),
+      ("adv", adv_weight, "constant", adversarial_term(g_loss), dc.adv_balance, True, False),
       ("dfeat", dc.dfeat_weight, dc.dfeat_schedule,
        d_feature_term(dc.dfeat_d, dc.dfeat_layer_weights, dc.dfeat_layer_weighting), dc.dfeat_balance,
-       dc.dfeat_d == "student"),
-      ("gfeat", dc.gfeat_weight, "constant", g_feature_term, False, False),
-      ("content", dc.content_weight, "constant", content_term(dc.gcc_d), False, dc.gcc_d == "student"),
-      ("style", dc.style_weight, "constant", style_term(dc.gcc_d), False, dc.gcc_d == "student"),
-      ("mmd", dc.mmd_weight, "constant", mmd_term, dc.mmd_balance, False),
+       dc.dfeat_d == "student", dc.dfeat_d == "teacher"),
+      ("gfeat", dc.gfeat_weight, "constant", g_feature_term, False, False, False),
+      ("content", dc.content_weight, "constant", content_term(dc.gcc_d), False, dc.gcc_d == "student",
+       dc.gcc_d == "teacher"),
+      ("style", dc.style_weight, "constant", style_term(dc.gcc_d), False, dc.gcc_d == "student",
+       dc.gcc_d == "teacher"),
+      ("mmd", dc.mmd_weight, "constant", mmd_term, dc.mmd_balance, False, True),
   ]
   terms = []
-  for name, w, sched, fn, balanced, needs_disc in spec:
+  for name, w, sched, fn, balanced, needs_disc, needs_teacher_disc in spec:
     if callable(w) or w > 0:
-      terms.append(Term(name, fn, w if callable(w) else weight(w, sched), balanced, needs_disc))
+      terms.append(Term(name, fn, w if callable(w) else weight(w, sched), balanced, needs_disc, needs_teacher_disc))
   return terms
 
 

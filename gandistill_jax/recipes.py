@@ -87,7 +87,6 @@ def distill_config(teacher: ml_collections.ConfigDict, student: Student, steps_:
   c.model = student_model(teacher.model, student)
   c.teacher_model = ml_collections.ConfigDict(teacher.model.to_dict())   # replaced by the teacher workdir's
   c.distill = config_lib.default_distill_config()
-  c.distill.teacher_dir = ""
   c.distill.update(recipe(recipe_name, steps_) | dict(student_init=student_init) | distill_kw)
   c.train.steps = steps_
   return c

@@ -22,7 +22,7 @@ from typing import Sequence
 import jax
 import ml_collections
 
-from gandistill_jax import distill, loop, recipes, reports, tasks, workdir as workdir_lib
+from gandistill_jax import distill, loop, recipes, reports, tasks, teachers
 from gandistill_jax.eval import evaluate
 
 class StudyStopped(RuntimeError):
@@ -57,10 +57,7 @@ def _train(run: Run, wd: str, teacher_dir: str, progress: bool) -> None:
   """Trains (or resumes) one run in this process; StudyStopped if a signal stopped it."""
   config, start = run.config, time.perf_counter()
   if run.kind == "distill":
-    config = ml_collections.ConfigDict(config.to_dict())
-    t_model, teacher = workdir_lib.load_teacher(teacher_dir, config)
-    config.teacher_model = ml_collections.ConfigDict(t_model.to_dict())
-    config.distill.teacher_dir = os.path.abspath(teacher_dir)
+    config, teacher = teachers.attach(config, teacher_dir, wd)
     loop.train(config, wd, distill.distill_task(config, teacher), progress=progress)
   else:
     loop.train(config, wd, tasks.gan_task(config, run.kind), progress=progress)

@@ -237,6 +237,9 @@ def restore_network(workdir: str, item: str, config: ml_collections.ConfigDict |
   if item == "teacher" and "distill" not in config:
     raise WrongKind(f"{workdir} holds a {KIND_NAMES[run_kind(workdir) or 'gan']} run; only a distill run keeps a "
                     f"teacher (--which teacher)")
+  if item == "teacher" and config.distill.teacher_kind != "workdir":
+    raise WrongKind(f"{workdir} learned from a {config.distill.teacher_kind} teacher "
+                    f"({config.distill.teacher_dir or 'a function'}), which its checkpoints do not keep")
   module = network_module(config, item)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
@@ -287,18 +290,29 @@ def check_teacher(teacher_dir: str) -> None:
           f"a teacher; using it as given", file=sys.stderr, flush=True)
 
 
-def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict):
-  """(teacher model config, {'g': EMA variables with their own batch stats, 'd': D variables})
-  from a teacher (or scratch) workdir, checked against `config`'s data and latent spec."""
+def _generator_only(workdir: str) -> bool:
+  """True for a workdir whose newest checkpoint keeps a generator but no discriminator (a
+  converted generator, gandistill_jax.torch_convert)."""
+  directory = os.path.join(workdir, "checkpoints")
+  steps_ = sorted((int(d) for d in os.listdir(directory) if d.isdigit()), reverse=True) \
+      if os.path.isdir(directory) else []
+  items = set(os.listdir(os.path.join(directory, str(steps_[0])))) if steps_ else set()
+  return "generator" in items and "discriminator" not in items
+
+
+def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict | None = None):
+  """(teacher model config, {'g': EMA variables with their own batch stats, 'd': D variables,
+  or None for a generator-only workdir}) from a teacher (or scratch) workdir, checked
+  against `config`'s data and latent spec when given."""
   check_teacher(teacher_dir)
   t_config = load_config(teacher_dir)
   for key in ("image_size", "channels", "latent_dim"):
-    if t_config.model[key] != config.model[key]:
+    if config is not None and t_config.model[key] != config.model[key]:
       raise ValueError(f"--teacher {teacher_dir} has model.{key}={t_config.model[key]!r} but this config "
                        f"has {config.model[key]!r}; they must match")
   try:
     _, g_vars, _, step = restore_network(teacher_dir, "generator", t_config)
-    _, d_vars, _, _ = restore_network(teacher_dir, "discriminator", t_config)
+    d_vars = None if _generator_only(teacher_dir) else restore_network(teacher_dir, "discriminator", t_config)[1]
   except FileNotFoundError:
     raise FileNotFoundError(f"--teacher {teacher_dir} has no checkpoint yet; train it first") from None
   share = steps.ema_init_share(step, t_config.train.ema_decay, t_config.train.ema_warmup)

@@ -168,20 +168,43 @@ def test_readme_library_script_runs(tmp_path, fashion_mnist_eval):
       "custom_generator:DSGenerator"
 
 
-def test_training_turns_on_the_persistent_compilation_cache_in_the_cache_dir(tmp_path):
-  """In a fresh process (the setting is process-wide): a run caches its compiled programs
-  in <cache dir>/xla."""
+def test_the_compilation_cache_is_opt_in_for_the_library(tmp_path):
+  """In a fresh process (the setting is process-wide): a library run leaves jax.config as it
+  was; loop.enable_compilation_cache (what the commands call) caches compiled programs in
+  <cache dir>/xla."""
   code = ("import sys, numpy as np, jax; sys.path.insert(0, %r)\n"
           "from helpers import tiny_config\nfrom gandistill_jax import loop, tasks\n"
           "c = tiny_config(g_width=64, d_width=64); c.train.update(steps=1, log_every=1, sample_every=9, ckpt_every=9)\n"
-          "loop.train(c, %r, tasks.gan_task(c), progress=False, data=np.zeros((32, 28, 28), np.uint8))\n"
-          "print(jax.config.jax_compilation_cache_dir)" % (TESTS, str(tmp_path / "w")))
+          "data = np.zeros((32, 28, 28), np.uint8)\n"
+          "loop.train(c, %r, tasks.gan_task(c), progress=False, data=data)\n"
+          "print(repr(jax.config.jax_compilation_cache_dir))\n"
+          "loop.enable_compilation_cache(c)\n"
+          "loop.train(c, %r, tasks.gan_task(c), progress=False, data=data)\n"
+          "print(jax.config.jax_compilation_cache_dir)" % (TESTS, str(tmp_path / "w"), str(tmp_path / "w2")))
   env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", GANDISTILL_CACHE=str(tmp_path / "cache"))
   proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "cache" / "xla")
+  before, after = proc.stdout.strip().splitlines()[-2:]
+  assert before in ("None", "''"), before
+  assert after == str(tmp_path / "cache" / "xla")
   assert os.listdir(tmp_path / "cache" / "xla"), "the step (width 64 compiles for > 0.5 s) is cached"
 
+
+def test_the_api_imports_light_and_fid_with_own_features_needs_no_tensorflow():
+  """`import gandistill_jax.api` loads neither TensorFlow nor jax, and gd.fid with the
+  caller's features runs without TensorFlow (fresh processes; the time is printed)."""
+  code = ("import sys, time; t = time.perf_counter(); import gandistill_jax.api as api\n"
+          "print(time.perf_counter() - t, 'tensorflow' in sys.modules, 'jax' in sys.modules)\n"
+          "import numpy as np, gandistill_jax as gd\n"
+          "r = np.random.default_rng(0)\n"
+          "a, b = r.integers(0, 256, (200, 8, 8, 1), dtype=np.uint8), r.integers(0, 256, (200, 8, 8, 1), dtype=np.uint8)\n"
+          "print(gd.fid(a, b, features=lambda x: x.reshape(len(x), -1)[:, :16]), 'tensorflow' in sys.modules)")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (seconds, tf_loaded, jax_loaded), (fid, tf_after) = [line.split() for line in proc.stdout.strip().splitlines()[-2:]]
+  assert (tf_loaded, jax_loaded, tf_after) == ("False", "False", "False"), proc.stdout
+  assert float(seconds) < 1.5 and 0 <= float(fid) < 1, proc.stdout
 
 
 @pytest.mark.slow

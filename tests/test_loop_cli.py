@@ -165,7 +165,7 @@ def test_distill_online_and_offline_through_the_cli(tmp_path, idx_data):
   assert saved["teacher_model"]["g_width"] == 8 and saved["distill"]["teacher_dir"] == teacher
   pairs = str(tmp_path / "pairs.npz")
   run_cli("dump-teacher", "--teacher", teacher, "--num", "64", "--out", pairs)
-  assert np.load(pairs)["teacher"].shape == (64, 28, 28, 1)
+  assert np.load(pairs)["images"].shape == (64, 28, 28, 1)
   run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", str(tmp_path / "offline"), "--quiet",
           *small, *sets("distill.mode='offline'", f"distill.offline_path='{pairs}'"))
   assert Checkpointer(str(tmp_path / "offline" / "checkpoints")).latest_step() == 4

@@ -1,5 +1,5 @@
 """Compile time of the Fashion-MNIST teacher's train step, cold (empty compilation cache)
-and warm (the persistent cache that loop.train turns on, train.compile_cache), each in a
+and warm (the persistent cache that the gandistill commands turn on, train.compile_cache), each in a
 fresh process as a resumed or repeated run would be. Each process times, in order: tracing
 and lowering the jitted step, compiling it (or loading it from the cache), and its first
 run; "compile" below is the first two together, the time before the step can start.

@@ -23,7 +23,6 @@ def get_config():
   c.data.name = "fashion_mnist"
   c.model.update(image_size=28, channels=1, g_width=16, proj_rank=0, latent_dim=100)
   c.distill = default_distill_config()
-  c.distill.teacher_dir = ""
   c.distill.update(recipes.recipe(recipes.DEFAULT_RECIPE, 4000), student_init=recipes.DEFAULT_INIT)
   c.train.update(batch_size=64, steps=4000, ema_decay=0.999, log_every=50, sample_every=500, ckpt_every=500)
   return c

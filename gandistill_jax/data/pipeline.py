@@ -271,15 +271,6 @@ class PairedStream:
     return prefetched(self.batch, start)
 
 
-def load_offline_set(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """(z, teacher images) from a `gandistill dump-teacher` .npz (no pickles are loaded)."""
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      return f["z"], f["teacher"]
-  except (OSError, KeyError, ValueError) as e:
-    raise DataError(f"{path}: not an offline teacher set from `gandistill dump-teacher` ({e})") from None
-
-
 def prefetched(batch_fn: Callable[[int], dict], start: int, depth: int = 4) -> Iterator[dict]:
   """batch_fn(start), batch_fn(start + 1), ..., computed ahead by a background thread."""
   q: queue.Queue = queue.Queue(maxsize=depth)
@@ -327,6 +318,6 @@ def train_stream(config: ml_collections.ConfigDict, global_batch: int, data=None
     images, labels = load_split(config.data, config.data.split, config.model.image_size, config.model.channels)
   stream = BatchStream(images, labels, global_batch, config.seed, rows)
   if "distill" in config and config.distill.mode == "offline":
-    z, teacher = load_offline_set(config.distill.offline_path)
-    return PairedStream(stream, z, teacher)
+    from gandistill_jax import teachers
+    return PairedStream(stream, *teachers.read_pairs(config.distill.offline_path))
   return stream

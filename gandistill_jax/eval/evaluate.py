@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from typing import Callable, Sequence
 
 import jax
@@ -183,9 +184,35 @@ def latents(latent_dim: int, num: int, seed: int = EVAL_SEED) -> np.ndarray:
 
 
 def generate(gen, variables, latent_dim: int, num: int, seed: int = EVAL_SEED, batch: int = 500) -> np.ndarray:
-  apply = jax.jit(lambda z: gen.apply(variables, z))
-  z = latents(latent_dim, num, seed)
-  return np.concatenate([np.asarray(apply(z[i:i + batch])) for i in range(0, num, batch)])
+  return generate_for(gen, variables, latents(latent_dim, num, seed), batch)
+
+
+def generate_for(gen, variables, z: np.ndarray, batch: int = 500) -> np.ndarray:
+  """Images for the given z: a module with its variables, or (variables None) a function."""
+  apply = jax.jit(gen if variables is None else lambda z: gen.apply(variables, z))
+  return np.concatenate([np.asarray(apply(z[i:i + batch])) for i in range(0, len(z), batch)])
+
+
+def _fidelity_teacher(workdir: str, config, teacher_dir: str):
+  """What a workdir's generator is compared with, per z: a distill run's teacher (a function
+  z -> images, or (z, images) of stored pairs), or the generator of `teacher_dir`; None
+  where there is none to compare with (said in one line: a function teacher the caller
+  kept, or a teacher file that moved or changed)."""
+  from gandistill_jax import teachers
+  if teacher_dir:
+    t_gen, t_vars, _, _ = workdir_lib.restore_network(teacher_dir, "generator")
+    return lambda z: t_gen.apply(t_vars, z)
+  if "distill" not in config:
+    return None
+  if config.distill.teacher_kind == "workdir":
+    t_gen, t_vars, _, _ = workdir_lib.restore_network(workdir, "teacher")
+    return lambda z: t_gen.apply(t_vars, z)
+  teacher = teachers.recorded(config)
+  if teacher is None:
+    print(f"gandistill: no fidelity to the teacher: {workdir} learned from a {config.distill.teacher_kind} teacher "
+          f"({config.distill.teacher_dir or 'a function'}) that is not there as it was", file=sys.stderr, flush=True)
+    return None
+  return teacher.generator() if teacher.kind != "pairs" else teachers.read_pairs(teacher.source)
 
 
 def quality(logits, feats, real_features, num_classes: int, prdc_num: int = 5000) -> dict:
@@ -276,15 +303,15 @@ def evaluate_workdir(workdir: str, teacher_dir: str = "", num: int = 10000, fide
                            "generated": n, "reference": len(inception.real),
                            "weights_sha256": inception.extractor.record["weights_sha256"],
                            "weights": os.path.basename(config.eval.inception_weights)}
-  teacher = None
-  if "distill" in config:
-    teacher = workdir_lib.restore_network(workdir, "teacher")
-  elif teacher_dir:
-    teacher = workdir_lib.restore_network(teacher_dir, "generator")
-  if teacher is not None:   # the teacher's samples on the same z, scored as in its own evaluation (cached)
-    t_gen, t_vars, _, _ = teacher
-    k = min(fidelity_num, num)
-    t_samples = generate(t_gen, t_vars, latent, num if score.is_inception else k)   # all num: its cached outputs
+  k = min(fidelity_num, num)
+  teacher = _fidelity_teacher(workdir, config, teacher_dir)
+  if isinstance(teacher, tuple):   # stored pairs: the student on their z against their images
+    z, t_samples = teacher[0][:k], teacher[1][:k]
+    s_samples = generate_for(gen, variables, z)
+    result["fidelity"] = fidelity(s_samples, t_samples, score.outputs(s_samples)[1], score.outputs(t_samples)[1])
+    result["fidelity"]["z"] = "the teacher's stored pairs"
+  elif teacher is not None:   # the teacher's samples on the same z, scored as in its own evaluation (cached)
+    t_samples = generate_for(teacher, None, latents(latent, num if score.is_inception else k))   # all num: cached
     t_outputs = score.outputs(t_samples, cache=score.is_inception)
     result["fidelity"] = fidelity(samples[:k], t_samples[:k], outputs[1][:k], t_outputs[1][:k])
   if with_efficiency:
