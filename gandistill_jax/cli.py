@@ -280,15 +280,49 @@ def cmd_demo(args) -> int | None:
   print(f"report: {os.path.join(args.workdir, 'report.md')}")
 
 
+def export_format(out: str, given: str | None) -> str:
+  """--format, or by --out's extension (.tflite -> tflite, else jaxexport)."""
+  named = "tflite" if os.path.splitext(out)[1].lower() == ".tflite" else None
+  if given and named and given != named:
+    raise UsageError(f"--out {out} names a .tflite file but --format is {given}; make them agree")
+  return given or named or "jaxexport"
+
+
 def cmd_export(args) -> None:
   from gandistill_jax import export, files
+  fmt = export_format(args.out, args.format)
+  if fmt != "tflite" and (args.weights != "float32" or args.batch):
+    raise UsageError("--weights and --batch are for --format tflite")
   files.check_writable(args.out)
+  if fmt == "tflite":
+    from gandistill_jax import tflite
+    header = tflite.export_workdir_tflite(args.workdir, args.out, args.which, args.weights, args.batch)
+    print(f"wrote {args.out} (TFLite, {header['bytes']:,} bytes): z ({header['latent_dim']},) -> "
+          f"{header['output_shape']} in [-1, 1], {header['params']:,} params, {args.weights} weights, batch "
+          f"{header['batch'] or 'any'}; max |TFLite - JAX| {header['max_abs_difference']:.2e} on "
+          f"{tflite.CHECK_BATCH} z")
+    return
   header = export.export_workdir(args.workdir, args.out, args.which, optimize=not args.no_optimize)
   form = header["inference_form"]
   print(f"wrote {args.out}: z ({header['latent_dim']},) -> {header['output_shape']} in [-1, 1], "
         f"{header['params']:,} params, platforms {header['platforms']}" +
         (f"; batch norm folded, projection {'fused' if form['fused_projection'] else 'as trained'}, "
          f"upsampling {'/'.join(form['upsample'])}" if form else ""))
+
+
+def cmd_convert_torch(args) -> None:
+  from gandistill_jax import torch_convert
+  try:
+    summary = torch_convert.convert(args.checkpoint, args.out, key=args.key, d_key=args.d_key,
+                                    image_size=args.image_size)
+  except ImportError as e:   # a .pt file without torch installed
+    raise UsageError(str(e)) from None
+  g = summary["generator"]
+  print(f"wrote teacher workdir {args.out}: DCGAN generator z ({g['latent_dim']},) -> {g['image_size']}x"
+        f"{g['image_size']}x{g['channels']}, width {g['g_width']}, {g['params']:,} params"
+        + (f"; discriminator {summary['discriminator']['params']:,} params" if "discriminator" in summary else
+           "; no discriminator (objectives that read one are refused)")
+        + f"; from {args.checkpoint} (sha256 {summary['sha256'][:12]})")
 
 
 def _eval_hook(config):
@@ -423,17 +457,34 @@ def build_parser() -> argparse.ArgumentParser:
   q.add_argument("--quiet", action="store_true")
   q.set_defaults(func=cmd_demo)
 
-  q = sub.add_parser("export", help="serialise a generator (jax.export, StableHLO) into one deployable file")
+  q = sub.add_parser("export", help="serialise a generator into one deployable file: jax.export (StableHLO) or "
+                                    "TensorFlow Lite")
   q.add_argument("--workdir", required=True)
-  q.add_argument("--out", required=True, help="e.g. student.jaxexport (exactly this path)")
+  q.add_argument("--out", required=True, help="e.g. student.jaxexport or student.tflite (exactly this path)")
+  q.add_argument("--format", choices=["jaxexport", "tflite"], help="default: by --out's extension (.tflite, else "
+                                                                   "jaxexport)")
+  q.add_argument("--weights", choices=["float32", "int8"], default="float32",
+                 help="tflite: int8 = dynamic-range quantised weights (about 4x smaller; outputs move, see docs)")
+  q.add_argument("--batch", type=count(1), help="tflite: a fixed batch (default: any batch; the ResNet family "
+                                                "needs a fixed one)")
   q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"])
   q.add_argument("--no-optimize", action="store_true",
                  help="export the generator as trained (default: batch norm folded, fastest upsampling; same outputs)")
   q.set_defaults(func=cmd_export)
 
+  q = sub.add_parser("convert-torch", help="a PyTorch DCGAN generator (.pt/.pth state dict, or its arrays in .npz) "
+                                           "as a teacher workdir")
+  q.add_argument("--checkpoint", required=True, help="the PyTorch file: a state dict, or a dict holding one")
+  q.add_argument("--out", required=True, help="the teacher workdir to create (a new folder)")
+  q.add_argument("--key", help="where the generator's state dict is in the file, e.g. G_ema (default: the file itself)")
+  q.add_argument("--d-key", help="where its discriminator's state dict is, e.g. D (optional: without one, objectives "
+                                 "that read the teacher's D are refused)")
+  q.add_argument("--image-size", type=count(1), help="the image size, where the layers do not fix it")
+  q.set_defaults(func=cmd_convert_torch)
+
   q = sub.add_parser("sample", help="generate samples as a PNG grid or an .npz of uint8 images")
   q.add_argument("--workdir", help="a run's workdir (its latest checkpoint)")
-  q.add_argument("--exported", help="an exported generator file (gandistill export)")
+  q.add_argument("--exported", help="an exported generator file (gandistill export: .jaxexport or .tflite)")
   q.add_argument("--which", default="auto", choices=["auto", "ema", "live", "teacher", "student"],
                  help="which generator of a workdir: auto = the EMA one where there is one")
   q.add_argument("--num", type=count(1), default=64)

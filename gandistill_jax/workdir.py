@@ -316,7 +316,7 @@ def load_teacher(teacher_dir: str, config: ml_collections.ConfigDict | None = No
   except FileNotFoundError:
     raise FileNotFoundError(f"--teacher {teacher_dir} has no checkpoint yet; train it first") from None
   share = steps.ema_init_share(step, t_config.train.ema_decay, t_config.train.ema_warmup)
-  if share > 0.1:
+  if share > 0.1 and "convert" not in t_config:   # converted weights (torch_convert) are what their trainer kept
     print(f"gandistill: warning: the teacher's EMA generator ({teacher_dir}) still holds {share:.0%} of its "
           f"initial weights after {step} steps (train.ema_decay={t_config.train.ema_decay}, no "
           f"warm-up); train it longer or with train.ema_warmup=True", file=sys.stderr, flush=True)

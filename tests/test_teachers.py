@@ -161,3 +161,35 @@ def test_config_flags_in_the_ml_collections_form(tmp_path, idx_data, capsys):
   assert "train.steps" in capsys.readouterr().err
   help_text = run_cli("train-teacher", "--help").stdout
   assert "--config.KEY=VALUE" in help_text
+
+
+def test_a_pytorch_generator_converted_teaches_and_the_student_ships_as_tflite(tmp_path, idx_data):
+  """The command-line path of a PyTorch teacher: `convert-torch` (generator only) ->
+  `distill --teacher` with the default recipe (the student cut from it; a D started from
+  the teacher's is refused) -> `export` to TFLite -> `sample --exported` gives what the
+  JAX student gives."""
+  torch = pytest.importorskip("torch", reason="needs torch (.ci/run installs it)")
+  from test_torch_reference import torch_dcgan
+  torch.manual_seed(0)
+  g, _ = torch_dcgan(8)
+  pt = str(tmp_path / "teacher.pt")
+  torch.save({"G_ema": g.float().state_dict(), "width": 8}, pt)
+  teacher = str(tmp_path / "teacher")
+  out = run_cli("convert-torch", "--checkpoint", pt, "--key", "G_ema", "--out", teacher).stdout
+  assert "width 8" in out and "no discriminator" in out
+  small = sets(*idx_data, "model.g_width=4", "train.steps=4", "train.batch_size=16")
+  student = str(tmp_path / "student")
+  proc = run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", student, *small,
+                 "--config.distill.d_init=teacher", check=False)
+  assert proc.returncode == 2 and "distill.d_init='teacher'" in proc.stderr and "set distill.d_init=fresh" in proc.stderr
+  run_cli("distill", "--config", DISTILL, "--teacher", teacher, "--workdir", student, "--quiet", *small)
+  assert json.load(open(os.path.join(student, "config.json")))["distill"]["teacher_has_d"] is False
+  lite = str(tmp_path / "student.tflite")
+  assert "max |TFLite - JAX|" in run_cli("export", "--workdir", student, "--out", lite).stdout
+  for source, name in ((["--workdir", student], "jax.npz"), (["--exported", lite], "lite.npz")):
+    run_cli("sample", *source, "--num", "8", "--out", str(tmp_path / name))
+  jax_images, lite_images = (np.load(tmp_path / n)["images"].astype(int) for n in ("jax.npz", "lite.npz"))
+  assert np.abs(jax_images - lite_images).max() <= 1   # float rounding at a uint8 level
+  proc = run_cli("export", "--workdir", student, "--out", str(tmp_path / "s.jaxexport"), "--weights", "int8",
+                 check=False)
+  assert proc.returncode == 2 and "--weights and --batch are for --format tflite" in proc.stderr
