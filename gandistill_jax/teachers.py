@@ -109,11 +109,14 @@ def file_sha256(path: str) -> str:
 
 def _file_kind(path: str) -> str:
   with open(path, "rb") as f:
-    magic = f.read(4)
-  if magic == _MAGIC_EXPORTED:
+    magic = f.read(8)
+  if magic[:4] == _MAGIC_EXPORTED:
     return "exported"
-  if magic == _MAGIC_NPZ:
+  if magic[:4] == _MAGIC_NPZ:
     return "pairs"
+  if magic[4:] == b"TFL3":
+    raise TeacherError(f"{path} is TensorFlow Lite, which cannot run inside a JAX step; give the teacher's "
+                       f"workdir or its .jaxexport (or dump its samples as pairs and give --pairs)")
   raise TeacherError(f"{path}: not a teacher: give a teacher's workdir, an exported generator (.jaxexport, from "
                      f"`gandistill export`) or a pairs .npz (z, images)")
 
@@ -155,15 +158,13 @@ def resolve(teacher, config=None) -> Teacher:
                    variables=variables)
   if not os.path.exists(path):
     raise FileNotFoundError(f"--teacher {path}: no such workdir or file")
-  kind = _file_kind(path)
-  if kind == "pairs":
+  source, sha256 = os.path.abspath(path), file_sha256(path)
+  if _file_kind(path) == "pairs":
     z, images = read_pairs(path)
-    return Teacher("pairs", z.shape[1], tuple(images.shape[1:]), os.path.abspath(path), sha256=file_sha256(path))
+    return Teacher("pairs", z.shape[1], tuple(images.shape[1:]), source, sha256=sha256)
   from gandistill_jax import export
   loaded = export.load_exported(path)
-  header, _ = export.read_artifact(path)
-  return Teacher("exported", loaded.latent_dim, tuple(loaded.sample_shape), os.path.abspath(path), fn=loaded.fn,
-                 sha256=header["sha256"] if "sha256" in header else header["payload_sha256"])
+  return Teacher("exported", loaded.latent_dim, tuple(loaded.sample_shape), source, fn=loaded.fn, sha256=sha256)
 
 
 def check_fits(teacher: Teacher, config) -> None:

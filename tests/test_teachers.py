@@ -193,3 +193,5 @@ def test_a_pytorch_generator_converted_teaches_and_the_student_ships_as_tflite(t
   proc = run_cli("export", "--workdir", student, "--out", str(tmp_path / "s.jaxexport"), "--weights", "int8",
                  check=False)
   assert proc.returncode == 2 and "--weights and --batch are for --format tflite" in proc.stderr
+  proc = run_cli("distill", "--config", DISTILL, "--teacher", lite, "--workdir", str(tmp_path / "x"), check=False)
+  assert proc.returncode == 2 and "is TensorFlow Lite, which cannot run inside a JAX step" in proc.stderr
