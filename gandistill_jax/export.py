@@ -238,9 +238,11 @@ def load_exported(path: str) -> LoadedGenerator:
 
 
 def load_generator(path: str, which: str = "auto") -> LoadedGenerator:
-  """A callable z -> images (float32 in [-1, 1], or uint8) from an exported file or a workdir."""
+  """A callable z -> images (float32 in [-1, 1], or uint8) from an exported file (this
+  module's format, or a TFLite flatbuffer, told apart by its identifier) or a workdir."""
   if os.path.isfile(path):
-    return load_exported(path)
+    from gandistill_jax import tflite   # imports TensorFlow only to load a TFLite file
+    return tflite.load_tflite(path) if tflite.is_tflite(path) else load_exported(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such exported file or workdir")
   from gandistill_jax import models
