@@ -98,7 +98,7 @@ def test_outputs_are_written_whole_at_exactly_the_path_given(tmp_path, teacher, 
   assert sorted(os.listdir(tmp_path)) == ["E", "F", "G", "P"]
   assert np.load(tmp_path / "F")["images"].shape == (4, 28, 28, 1)
   assert open(tmp_path / "G", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-  assert np.load(tmp_path / "P")["teacher"].shape == (8, 28, 28, 1)
+  assert np.load(tmp_path / "P")["images"].shape == (8, 28, 28, 1)
   assert export.load_generator(str(tmp_path / "E"))(np.zeros((1, 32))).shape == (1, 28, 28, 1)
   one_line_error(capsys, ["sample", "--workdir", teacher, "--format", "npz", "--out", str(tmp_path / "s.png")],
                  "names a .png file but --format is npz")
