@@ -203,9 +203,10 @@ def init_distill_state(config: ml_collections.ConfigDict, setup: DistillSetup, s
       teacher_g=t_vars["g"], teacher_d=t_vars["d"])
 
 
-def _missing_teacher_part(what: str) -> Callable:
+def _refusing(message: str) -> Callable:
+  """A stand-in for a part of the teacher that is not there: tracing it raises `message`."""
   def missing(*args, **kwargs):
-    raise teachers.TeacherError(f"a distill term reads the teacher's {what}, which this teacher does not have")
+    raise teachers.TeacherError(message)
   return missing
 
 
@@ -219,8 +220,8 @@ def make_distill_step(config: ml_collections.ConfigDict, setup: DistillSetup, s_
   dc, latent = config.distill, config.model.latent_dim
   network = dc.teacher_kind == "workdir"
   if dc.mode == "online" and not network and teacher_fn is None:
-    teacher_fn = _missing_teacher_part(f"function ({dc.teacher_kind} teacher {dc.teacher_dir}): pass the teacher "
-                                       f"again to train")
+    teacher_fn = _refusing(f"this run learns from a {dc.teacher_kind} teacher ({dc.teacher_dir or 'a function'}), "
+                           f"which was not given: pass it again to train")
   t_gen = models.build_generator(config.teacher_model) if network else None
   t_disc = models.build_discriminator(config.teacher_model) if network and dc.teacher_has_d else None
   s_gen, disc = models.build_generator(config.model), models.build_discriminator(setup.d_model)
@@ -254,7 +255,8 @@ def make_distill_step(config: ml_collections.ConfigDict, setup: DistillSetup, s_
                                                    jax.random.fold_in(key, 1))
     frozen_d = (lambda x: steps.apply_model(t_disc, state.teacher_d["params"], state.teacher_d.get("batch_stats"), x,
                                             train=False, compute_dtype=dtype, return_features=True)[0]) \
-        if t_disc is not None else _missing_teacher_part("discriminator")
+        if t_disc is not None else _refusing("a distill term reads the teacher's discriminator, which this teacher "
+                                             "does not have (a Term with needs_teacher_disc=True is refused up front)")
     student_d = ((lambda x: steps.apply_disc(disc, d_params, d_stats, x, compute_dtype=dtype, return_features=True))
                  if use_disc else None)
     adapt = lambda p: (lambda f: Adapters(tuple(t.shape[-1] for t in t_feats)).apply({"params": p}, f))

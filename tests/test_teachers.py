@@ -73,6 +73,19 @@ def test_what_an_images_only_teacher_lacks_is_refused_in_one_line(asks, lacks):
   assert lacks in str(e.value) and "\n" not in str(e.value)
 
 
+def test_own_terms_that_read_a_missing_discriminator_are_refused():
+  """Up front when the term says so (needs_teacher_disc), else when the step is traced."""
+  from gandistill_jax import objectives
+  reads_d = lambda t: t.teacher_disc(t.image)[0].mean()
+  config = as_kind(distill_config(), "exported")
+  with pytest.raises(ValueError, match="the 'told' term reads its discriminator \\(leave the term out\\)"):
+    distill.distill_task(config, lambda z: z, [objectives.Term("told", reads_d, needs_teacher_disc=True)])
+  task = distill.distill_task(config, lambda z: jax.numpy.zeros((len(z), 28, 28, 1)), [objectives.Term("untold", reads_d)])
+  state = task.init(jax.random.key(0))
+  with pytest.raises(teachers.TeacherError, match="reads the teacher's discriminator, which this teacher does not have"):
+    jax.jit(task.step)(state, {"image": random_images(4)}, jax.random.key(1))
+
+
 def test_a_generator_without_its_discriminator_teaches_what_needs_no_d():
   weights = random_teacher(distill_config())
   with pytest.raises(ValueError, match="this teacher \\(a generator without its discriminator\\) cannot give what "
