@@ -199,16 +199,19 @@ def record(config, teacher: Teacher) -> None:
                        "distill.offline_path)")
 
 
-def check_same(teacher: Teacher, config) -> None:
-  """A resumed run's teacher is the one it started with: the same workdir, or a file with
-  the same contents (its SHA-256)."""
+def check_same(teacher: Teacher, config, workdir: str) -> None:
+  """A resumed run's teacher is the one it started with (`config`: the run's saved config):
+  the same workdir, or a file with the same contents (its SHA-256)."""
   dc = config.distill
-  if dc.teacher_kind != teacher.kind or (teacher.kind == "workdir" and not files.same_file(dc.teacher_dir, teacher.source)):
-    raise TeacherError(f"this run distils from {dc.teacher_dir or 'a function'} ({dc.teacher_kind}); "
-                       f"{teacher.source} ({teacher.kind}) is another teacher: give the same one to resume, or use "
-                       f"a new --workdir")
+  recorded = dc.teacher_dir or "a function"
+  again = (f"give {'--pairs' if dc.teacher_kind == 'pairs' else '--teacher'} {dc.teacher_dir} to resume"
+           if dc.teacher_dir else "pass the same function to resume")
+  if dc.teacher_kind != teacher.kind or (teacher.kind == "workdir" and not files.same_file(dc.teacher_dir,
+                                                                                           teacher.source)):
+    raise TeacherError(f"{workdir} distils from {recorded} (a {dc.teacher_kind} teacher, its config.json records); "
+                       f"{teacher.source} is another teacher: {again}, or use a new --workdir")
   if teacher.sha256 != dc.teacher_sha256:
-    raise TeacherError(f"{teacher.source} is not the file this run started from (its SHA-256 {teacher.sha256[:12]} "
+    raise TeacherError(f"{teacher.source} is not the file {workdir} started from (its SHA-256 {teacher.sha256[:12]} "
                        f"differs from the recorded {dc.teacher_sha256[:12]}); give the same file to resume, or use "
                        f"a new --workdir")
 
@@ -237,6 +240,6 @@ def attach(config, teacher, workdir: str):
   if os.path.isfile(os.path.join(workdir, "config.json")):
     saved = workdir_lib.load_config(workdir)
     if "distill" in saved:
-      check_same(teacher, saved)
+      check_same(teacher, saved, workdir)
   record(config, teacher)
   return config, teacher

@@ -150,7 +150,7 @@ def test_exported_and_black_box_teachers_through_the_cli(tmp_path, idx_data):
   with np.load(pairs) as f:   # the same name, other contents
     np.savez(pairs, z=f["z"], images=255 - f["images"])
   proc = run_cli("distill", "--pairs", pairs, "--workdir", str(tmp_path / "pairs"), *sets("train.steps=6"), check=False)
-  assert proc.returncode == 2 and "is not the file this run started from" in proc.stderr, proc.stderr
+  assert proc.returncode == 2 and f"is not the file {tmp_path / 'pairs'} started from" in proc.stderr, proc.stderr
   proc = run_cli("distill", "--config", DISTILL, "--teacher", exported, "--workdir", str(tmp_path / "y"), *small,
                  *sets("distill.dfeat_weight=1.0"), check=False)
   assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
