@@ -188,3 +188,5 @@ def test_npz_weights_convert_without_torch(tmp_path, monkeypatch):
     assert torch_convert.convert(path, out, key="G_ema")["step"] == 0
   z = np.random.default_rng(2).standard_normal((8, 100)).astype(np.float32)
   assert_generator_matches(out, g, z, torch.from_numpy(z))
+  _, teacher = workdir_lib.load_teacher(out)   # a teacher without a discriminator
+  assert teacher["d"] is None
