@@ -48,8 +48,8 @@ def distill_student(config: ml_collections.ConfigDict, teacher, workdir: str,
   `teacher` (gandistill_jax.teachers): a teacher's workdir (this package's run, or a
   converted PyTorch generator), an exported generator file (.jaxexport), a pairs .npz
   (z float32 (N, d), images uint8 (N, H, W, C): a black box, distilled offline), or any
-  JAX function z -> images with a `latent_dim` attribute (e.g. `gd.load_generator(...)`,
-  or `lambda z: model.apply(variables, z)` with the attribute set). Objectives that need
+  JAX function z -> images with a `latent_dim` attribute (e.g. `gd.load_generator(...)` of
+  a workdir or .jaxexport, or `lambda z: model.apply(variables, z)` with the attribute set). Objectives that need
   more than images (the teacher's activations or discriminator) need a workdir teacher.
 
   `config` needs a `distill` section (config.default_distill_config()); what the run

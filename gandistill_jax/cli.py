@@ -93,6 +93,8 @@ def expand_config_flags(argv: list[str]) -> list[str]:
     arg = argv[i]
     if arg.startswith(CONFIG_FLAG) and len(arg) > len(CONFIG_FLAG):
       key, eq, value = arg[len(CONFIG_FLAG):].partition("=")
+      if not key:
+        raise ArgumentError("gandistill", f"{arg}: give a config key, e.g. --config.train.steps=10")
       if not eq:
         if i + 1 == len(argv):
           raise ArgumentError("gandistill", f"{arg} needs a value: {arg}=VALUE")
@@ -171,6 +173,10 @@ def resolve_config(args):
 def cmd_train(args, kind: str) -> int:
   from gandistill_jax import loop, tasks, workdir as workdir_lib
   workdir_lib.check_kind(args.workdir, kind)
+  saved = os.path.join(args.workdir, "config.json")
+  if os.path.isfile(saved) and "convert" in (workdir_lib.read_json(saved) or {}):
+    raise UsageError(f"{args.workdir} holds converted weights (gandistill convert-torch) without an optimiser state: "
+                     f"it teaches, samples, exports and evaluates, but does not train on; use a new --workdir")
   config = resolve_config(args)
   loop.enable_compilation_cache(config)
   task = tasks.gan_task(config, kind)
@@ -206,7 +212,7 @@ def distill_config(args):
                      "(e.g. experiments/configs/fashion_mnist_distill.py)")
   config, teacher = teachers.attach(config, args.teacher or args.pairs, args.workdir)
   if args.pairs and teacher.kind != "pairs":
-    raise UsageError(f"--pairs {args.pairs} is a {teacher.kind} teacher, not stored pairs; give it as --teacher")
+    raise UsageError(f"--pairs {args.pairs} is {teachers.article(teacher.kind)} teacher, not stored pairs; give it as --teacher")
   if args.teacher and teacher.kind == "pairs":
     raise UsageError(f"--teacher {args.teacher} holds stored (z, image) pairs; give it as --pairs")
   return config, teacher

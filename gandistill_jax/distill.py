@@ -220,7 +220,7 @@ def make_distill_step(config: ml_collections.ConfigDict, setup: DistillSetup, s_
   dc, latent = config.distill, config.model.latent_dim
   network = dc.teacher_kind == "workdir"
   if dc.mode == "online" and not network and teacher_fn is None:
-    teacher_fn = _refusing(f"this run learns from a {dc.teacher_kind} teacher ({dc.teacher_dir or 'a function'}), "
+    teacher_fn = _refusing(f"this run learns from {teachers.article(dc.teacher_kind)} teacher ({dc.teacher_dir or 'a function'}), "
                            f"which was not given: pass it again to train")
   t_gen = models.build_generator(config.teacher_model) if network else None
   t_disc = models.build_discriminator(config.teacher_model) if network and dc.teacher_has_d else None

@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
+import zipfile
 from typing import Callable
 
 import numpy as np
@@ -85,18 +87,30 @@ def read_pairs(path: str) -> tuple[np.ndarray, np.ndarray]:
       z, images = f["z"], f[key]
   except TeacherError:
     raise
-  except (OSError, ValueError, EOFError) as e:
-    raise TeacherError(f"{path}: not a pairs .npz ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
-  if z.ndim != 2 or z.dtype.kind != "f" or not np.all(np.isfinite(z)):
-    raise TeacherError(f"{path}: 'z' must be finite float32 (N, latent_dim); got {z.dtype} {z.shape}")
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:   # zip, npy and pickle refusals
+    raise TeacherError(f"{path}: not a pairs .npz, or truncated or corrupt ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:100]})") from None
+  if z.ndim != 2 or z.dtype.kind != "f" or not len(z) or not z.shape[1] or not np.all(np.isfinite(z)):
+    raise TeacherError(f"{path}: 'z' must be finite float32 (N, latent_dim) with N > 0; got {z.dtype} {z.shape}")
+  if z.size >= 1000 and not (abs(float(z.mean())) < 0.5 and 0.5 < float(z.std()) < 2.0):
+    raise TeacherError(f"{path}: 'z' must be draws from N(0, I), as the student's z are; these have mean "
+                       f"{float(z.mean()):.3g} and standard deviation {float(z.std()):.3g}")
   if images.ndim != 4 or len(images) != len(z):
     raise TeacherError(f"{path}: 'images' must be (N, H, W, C) with N = {len(z)} (as 'z'); got {images.shape}")
   if images.dtype == np.uint8:
-    images = images.astype(np.float32) / 127.5 - 1.0
-  elif images.dtype.kind != "f" or not np.all(np.isfinite(images)) or np.abs(images).max() > 1.0 + 1e-3:
+    return z.astype(np.float32), images.astype(np.float32) / 127.5 - 1.0
+  if images.dtype.kind != "f" or not np.all(np.isfinite(images)) or np.abs(images).max() > 1.0 + 1e-3:
     raise TeacherError(f"{path}: 'images' must be uint8 in [0, 255] or float in [-1, 1]; got {images.dtype} "
                        f"in [{images.min()}, {images.max()}]")
+  if images.min() >= 0.0:   # [0, 1] floats (ToTensor's range) read as [-1, 1] would be a washed-out teacher
+    print(f"gandistill: warning: {path}: every float image value is in [0, 1]; the format's float images are in "
+          f"[-1, 1] (x * 2 - 1 from [0, 1]); reading them as given", file=sys.stderr, flush=True)
   return z.astype(np.float32), np.clip(images, -1.0, 1.0).astype(np.float32)
+
+
+def article(kind: str) -> str:
+  """'an exported', 'a workdir': the kind with its article, for messages."""
+  return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def file_sha256(path: str) -> str:
@@ -115,18 +129,22 @@ def _file_kind(path: str) -> str:
   if magic[:4] == _MAGIC_NPZ:
     return "pairs"
   if magic[4:] == b"TFL3":
-    raise TeacherError(f"{path} is TensorFlow Lite, which cannot run inside a JAX step; give the teacher's "
-                       f"workdir or its .jaxexport (or dump its samples as pairs and give --pairs)")
+    raise TeacherError(f"{path} is TensorFlow Lite, which cannot run inside a JAX program; give the teacher's "
+                       f"workdir or its .jaxexport")
   raise TeacherError(f"{path}: not a teacher: give a teacher's workdir, an exported generator (.jaxexport, from "
                      f"`gandistill export`) or a pairs .npz (z, images)")
 
 
-def from_function(fn: Callable, latent_dim: int | None = None, source: str = "function") -> Teacher:
+def from_function(fn: Callable, latent_dim: int | None = None) -> Teacher:
   """A teacher from a JAX-traceable function z (B, d) -> images (B, H, W, C) in [-1, 1];
-  d from `latent_dim` or the function's `latent_dim` attribute."""
+  d from `latent_dim` or the function's `latent_dim` attribute. A generator from
+  `gandistill_jax.load_generator` (a workdir's or a .jaxexport's) gives its traceable `fn`."""
   import jax
   import jax.numpy as jnp
+  from gandistill_jax import export
   latent_dim = latent_dim or getattr(fn, "latent_dim", None)
+  if isinstance(fn, export.LoadedGenerator):
+    fn = fn.fn
   if not isinstance(latent_dim, int) or latent_dim < 1:
     raise TeacherError("a teacher function needs its latent size: give it a `latent_dim` attribute or pass "
                        "latent_dim=")
@@ -139,7 +157,7 @@ def from_function(fn: Callable, latent_dim: int | None = None, source: str = "fu
   if not hasattr(out, "shape") or len(out.shape) != 4 or out.shape[0] != 2:
     raise TeacherError(f"the teacher function must map z (B, {latent_dim}) to images (B, H, W, C); it returns "
                        f"{getattr(out, 'shape', type(out).__name__)}")
-  return Teacher("function", latent_dim, tuple(out.shape[1:]), source=source, fn=fn)
+  return Teacher("function", latent_dim, tuple(out.shape[1:]), fn=fn)
 
 
 def resolve(teacher, config=None) -> Teacher:
@@ -157,9 +175,12 @@ def resolve(teacher, config=None) -> Teacher:
     return Teacher("workdir", model.latent_dim, models.sample_shape(model), os.path.abspath(path), model=model,
                    variables=variables)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"--teacher {path}: no such workdir or file")
+    raise FileNotFoundError(f"{path}: no such workdir or file")
+  if not os.path.isfile(path):
+    raise TeacherError(f"{path}: not a workdir or a regular file")
+  kind = _file_kind(path)
   source, sha256 = os.path.abspath(path), file_sha256(path)
-  if _file_kind(path) == "pairs":
+  if kind == "pairs":
     z, images = read_pairs(path)
     return Teacher("pairs", z.shape[1], tuple(images.shape[1:]), source, sha256=sha256)
   from gandistill_jax import export
@@ -197,6 +218,21 @@ def record(config, teacher: Teacher) -> None:
   elif dc.mode == "offline" and not dc.offline_path:
     raise TeacherError("distill.mode='offline' reads stored pairs: give them (`--pairs FILE`, or "
                        "distill.offline_path)")
+  if dc.mode == "offline":
+    _check_pairs_fit(dc.offline_path, config)
+
+
+def _check_pairs_fit(path: str, config) -> None:
+  """The pairs an offline run reads fit the student (latent size, image shape) and fill a batch."""
+  from gandistill_jax import models
+  z, images = read_pairs(path)
+  want = (config.model.latent_dim, models.sample_shape(config.model))
+  if (z.shape[1], images.shape[1:]) != want:
+    raise TeacherError(f"{path}: its pairs map z of size {z.shape[1]} to images {images.shape[1:]}, but the student "
+                       f"config has latent_dim {want[0]} and images {want[1]}; they must match")
+  if len(z) < config.train.batch_size:
+    raise TeacherError(f"{path}: {len(z)} pairs cannot fill a batch of {config.train.batch_size} "
+                       f"(train.batch_size); store more pairs")
 
 
 def check_same(teacher: Teacher, config, workdir: str) -> None:
@@ -208,7 +244,7 @@ def check_same(teacher: Teacher, config, workdir: str) -> None:
            if dc.teacher_dir else "pass the same function to resume")
   if dc.teacher_kind != teacher.kind or (teacher.kind == "workdir" and not files.same_file(dc.teacher_dir,
                                                                                            teacher.source)):
-    raise TeacherError(f"{workdir} distils from {recorded} (a {dc.teacher_kind} teacher, its config.json records); "
+    raise TeacherError(f"{workdir} distils from {recorded} ({article(dc.teacher_kind)} teacher, its config.json records); "
                        f"{teacher.source} is another teacher: {again}, or use a new --workdir")
   if teacher.sha256 != dc.teacher_sha256:
     raise TeacherError(f"{teacher.source} is not the file {workdir} started from (its SHA-256 {teacher.sha256[:12]} "
@@ -221,10 +257,10 @@ def recorded(config) -> Teacher | None:
   the caller: an exported file (if unchanged) or a pairs file; None for a workdir teacher
   (its weights are in the checkpoints) and for a function (only the caller has it)."""
   dc = config.distill
-  if dc.teacher_kind not in ("exported", "pairs") or not os.path.isfile(dc.teacher_dir):
+  if (dc.teacher_kind not in ("exported", "pairs") or not os.path.isfile(dc.teacher_dir)
+      or file_sha256(dc.teacher_dir) != dc.teacher_sha256):
     return None
-  teacher = resolve(dc.teacher_dir)
-  return teacher if teacher.sha256 == dc.teacher_sha256 else None
+  return resolve(dc.teacher_dir)
 
 
 def attach(config, teacher, workdir: str):

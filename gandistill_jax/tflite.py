@@ -140,7 +140,7 @@ def convert(fn, latent_dim: int, batch: int | None, weights: str, path: str, wha
       return converter.convert()
   except Exception as e:   # the converter raises ConverterError, its own subclass of Exception
     shape = f"a fixed batch of {batch}" if batch else "a dynamic batch"
-    hint = "" if batch else "; export it with a fixed batch (batch=B, e.g. 64)"
+    hint = "" if batch else "; export it with a fixed batch (gandistill export --batch B, export_tflite(batch=B))"
     raise export.ArtifactError(f"{path}: TFLite cannot convert this {what} with {shape}: {_converter_reason(e)}"
                                f"{hint}; nothing exported") from None
 
@@ -202,7 +202,9 @@ def _interpreter(path: str, flatbuffer: bytes):
   with warnings.catch_warnings():   # tf.lite.Interpreter's notice that LiteRT (ai_edge_litert) succeeds it
     warnings.simplefilter("ignore", UserWarning)
     try:
-      interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+      with _stderr_silenced():   # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+        interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
       reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise export.ArtifactError(f"{path}: not a valid TFLite model ({reason.rstrip('.')}); "
@@ -238,13 +240,14 @@ def _spec(path: str, interpreter) -> tuple[int, tuple, int | None]:
   """(latent_dim, sample_shape, fixed batch or None) from the model's one input and output."""
   ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
   ok = (len(ins) == 1 and len(outs) == 1 and ins[0]["dtype"] == np.float32 and outs[0]["dtype"] == np.float32
-        and len(ins[0]["shape_signature"]) == 2 and 2 <= len(outs[0]["shape_signature"]) <= 5)
+        and len(ins[0]["shape_signature"]) == 2 and len(outs[0]["shape_signature"]) == 4)
   if ok:
     (b_in, latent_dim), (b_out, *sample) = ins[0]["shape_signature"], outs[0]["shape_signature"]
-    ok = b_in == b_out and latent_dim > 0 and all(d > 0 for d in sample) and (b_in == -1 or b_in > 0)
+    ok = (b_in == b_out and latent_dim > 0 and all(d > 0 for d in sample) and sample[2] in (1, 3)
+          and (b_in == -1 or b_in > 0))
   if not ok:
     raise export.ArtifactError(f"{path}: not a generator (a TFLite generator maps one float32 z (batch, latent) to "
-                               f"one float32 output (batch, ...); this one maps "
+                               f"one float32 image batch (batch, H, W, 1 or 3)); this one maps "
                                f"{[tuple(d['shape_signature']) for d in ins]} -> "
                                f"{[tuple(d['shape_signature']) for d in outs]})")
   return int(latent_dim), tuple(int(d) for d in sample), None if b_in == -1 else int(b_in)
@@ -299,7 +302,6 @@ def export_tflite(gen, variables, latent_dim: int, sample_shape: tuple, path: st
   flatbuffer = convert(lambda z: form_gen.apply(form_vars, z), latent_dim, batch, weights, path,
                        type(gen).__name__)
   interpreter = _interpreter(path, flatbuffer)
-  interpreter.allocate_tensors()
   got = _spec(path, interpreter)
   if got[:2] != (latent_dim, tuple(sample_shape)):
     raise export.ArtifactError(f"{path}: the converted model maps {got[0]} -> {got[1]}, not {latent_dim} -> "

@@ -47,12 +47,15 @@ converts without torch.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
+import zipfile
 from typing import Any, Mapping
 
 import jax
@@ -281,6 +284,10 @@ def _check_variables(module, variables: dict, example, what: str) -> None:
 
 
 def _check_out(out: str) -> None:
+  parent = os.path.dirname(os.path.abspath(out))
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+    raise OSError(errno.ENOENT if not os.path.exists(parent) else errno.ENOTDIR if not os.path.isdir(parent)
+                  else errno.EACCES, "cannot create the converted teacher's folder there", out)
   if os.path.isdir(out) and os.listdir(out):
     raise FileExistsError(f"{out} exists and is not empty; give a new folder for the converted teacher")
   if os.path.exists(out) and not os.path.isdir(out):
@@ -306,6 +313,9 @@ def write_teacher_workdir(out: str, model_config: ml_collections.ConfigDict, g_v
                      jnp.zeros((1,) + models.sample_shape(config.model)), "discriminator")
     networks["discriminator"] = d_vars
   networks = jax.tree.map(_f32, networks)
+  bad = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_flatten_with_path(networks)[0] if not np.all(np.isfinite(v))]
+  if bad:
+    raise ValueError(f"the weights are not finite ({bad[0]}); nothing written to {out}")
   record = dict(source or {}) | {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
   saved = json.loads(config.to_json()) | {"convert": record}
   parent, name = os.path.split(os.path.abspath(out))
@@ -342,10 +352,14 @@ def _load(path: str):
   """The file's contents with numpy arrays for tensors: a .npz's arrays (flat, in order), or
   what torch.load(weights_only=True) reads from any other file."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such file")
+    raise FileNotFoundError(f"{path}: {'a folder, not a weights file' if os.path.isdir(path) else 'no such file'}")
   if path.endswith(".npz"):
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:   # corrupt zips; object arrays (pickles)
+      raise ValueError(f"{path}: not an .npz of plain arrays, or truncated or corrupt ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:80]})") from None
   try:
     import torch
   except ImportError:
@@ -354,7 +368,7 @@ def _load(path: str):
   try:
     return _to_numpy(torch.load(path, map_location="cpu", weights_only=True))
   except Exception as e:   # pickle and zip errors of many types: all mean "not a weights file torch can read"
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [type(e).__name__])[0])   # no colours
     raise ValueError(f"{path}: torch.load(weights_only=True) cannot read it ({first[:160]}); save "
                      f"model.state_dict() with torch.save") from None
 

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gandistill_jax import checkpoint, config as config_lib, models, parallel, steps
+from gandistill_jax import checkpoint, config as config_lib, models, parallel, steps, teachers
 from gandistill_jax.files import write_atomic
 
 DATA_RECORD = "data.json"
@@ -238,7 +238,7 @@ def restore_network(workdir: str, item: str, config: ml_collections.ConfigDict |
     raise WrongKind(f"{workdir} holds a {KIND_NAMES[run_kind(workdir) or 'gan']} run; only a distill run keeps a "
                     f"teacher (--which teacher)")
   if item == "teacher" and config.distill.teacher_kind != "workdir":
-    raise WrongKind(f"{workdir} learned from a {config.distill.teacher_kind} teacher "
+    raise WrongKind(f"{workdir} learned from {teachers.article(config.distill.teacher_kind)} teacher "
                     f"({config.distill.teacher_dir or 'a function'}), which its checkpoints do not keep")
   module = network_module(config, item)
   directory = os.path.join(workdir, "checkpoints")

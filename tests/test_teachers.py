@@ -207,4 +207,33 @@ def test_a_pytorch_generator_converted_teaches_and_the_student_ships_as_tflite(t
                  check=False)
   assert proc.returncode == 2 and "--weights and --batch are for --format tflite" in proc.stderr
   proc = run_cli("distill", "--config", DISTILL, "--teacher", lite, "--workdir", str(tmp_path / "x"), check=False)
-  assert proc.returncode == 2 and "is TensorFlow Lite, which cannot run inside a JAX step" in proc.stderr
+  assert proc.returncode == 2 and "is TensorFlow Lite, which cannot run inside a JAX program" in proc.stderr
+
+
+def test_pairs_that_cannot_teach_this_student_are_refused_before_training(tmp_path):
+  """Corrupt, empty, non-normal z, too few for a batch, another latent size: one line each,
+  through teachers.attach (what every distillation does first); also for a workdir
+  teacher's offline_path. Float images in [0, 1] are read with a warning."""
+  rng = np.random.default_rng(0)
+  good = dict(z=rng.standard_normal((64, 16)).astype(np.float32),
+              images=rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
+  np.savez(tmp_path / "good.npz", **good)
+  (tmp_path / "cut.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:5000])
+  cases = {"cut": (None, "truncated or corrupt"),
+           "empty": (dict(z=good["z"][:0], images=good["images"][:0]), "with N > 0"),
+           "scaled": (dict(z=good["z"] * 1e3, images=good["images"]), "must be draws from N\\(0, I\\)"),
+           "few": (dict(z=good["z"][:8], images=good["images"][:8]), "8 pairs cannot fill a batch of 16"),
+           "latent": (dict(z=rng.standard_normal((64, 32)).astype(np.float32), images=good["images"]),
+                      "maps z of size 32")}
+  for name, (arrays, message) in cases.items():
+    if arrays is not None:
+      np.savez(tmp_path / f"{name}.npz", **arrays)
+    with pytest.raises(teachers.TeacherError, match=message) as e:
+      teachers.attach(distill_config(), str(tmp_path / f"{name}.npz"), str(tmp_path / "w"))
+    assert str(tmp_path / f"{name}.npz") in str(e.value) and "\n" not in str(e.value), name
+  with pytest.raises(teachers.TeacherError, match="latent.npz: its pairs map z of size 32"):
+    teachers.record(distill_config(mode="offline", offline_path=str(tmp_path / "latent.npz")),
+                    teachers.Teacher("workdir", 16, (28, 28, 1), "t", model=distill_config().teacher_model))
+  np.savez(tmp_path / "unit.npz", z=good["z"], images=good["images"] / 255.0)
+  config, teacher = teachers.attach(distill_config(), str(tmp_path / "unit.npz"), str(tmp_path / "w"))
+  assert teacher.kind == "pairs" and config.distill.mode == "offline"

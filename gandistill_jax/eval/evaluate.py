@@ -209,7 +209,7 @@ def _fidelity_teacher(workdir: str, config, teacher_dir: str):
     return lambda z: t_gen.apply(t_vars, z)
   teacher = teachers.recorded(config)
   if teacher is None:
-    print(f"gandistill: no fidelity to the teacher: {workdir} learned from a {config.distill.teacher_kind} teacher "
+    print(f"gandistill: no fidelity to the teacher: {workdir} learned from {teachers.article(config.distill.teacher_kind)} teacher "
           f"({config.distill.teacher_dir or 'a function'}) that is not there as it was", file=sys.stderr, flush=True)
     return None
   return teacher.generator() if teacher.kind != "pairs" else teachers.read_pairs(teacher.source)
