@@ -15,6 +15,10 @@ students of that teacher, at equal steps.
    its default recipe (recipes.DEFAULT_RECIPE, the student cut from the teacher:
    recipes.DEFAULT_INIT), 4000 steps at batch 64: the config compare_reference.py gives
    its students.
+   The same teacher also teaches as images only: exported (`teacher.jaxexport`, run inside
+   the step) and as a black box, (z, image) pairs that PyTorch writes in the documented
+   format (`pairs.npz`, distilled offline); these students start random, as the
+   reference's do.
 4. Every generator is scored by the package's evaluation: FID, KID and precision/recall on
    the Fashion-MNIST domain classifier's features, 10,000 samples against the test split.
    The reference's rows score the 10,000 samples it wrote (its own fixed seed); the
@@ -114,6 +118,23 @@ def conversion_check(ref_dir: str, teacher_dir: str, check: int = 1000) -> tuple
           "max_level_difference": int(levels.max())}, uint8
 
 
+def write_torch_pairs(ref_dir: str, path: str, num: int, seed: int = 7) -> None:
+  """The black box's side: the PyTorch teacher's (z, G(z)) for `num` z ~ N(0, I) drawn by
+  torch, written in the documented pairs format (z float32 (N, d), images uint8 (N, H, W, C))."""
+  import torch
+  ref = reference_module()
+  saved = torch.load(os.path.join(ref_dir, "teacher.pt"), map_location="cpu", weights_only=True)
+  g = ref.make_G(saved["width"])
+  g.load_state_dict(saved["G_ema"])
+  g.eval()
+  z = torch.randn(num, ref.Z, generator=torch.Generator().manual_seed(seed))
+  with torch.no_grad():
+    x = torch.cat([g(z[i:i + 1000]) for i in range(0, num, 1000)])
+  images = ((x.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+  np.savez(path + ".tmp.npz", z=z.numpy(), images=images)
+  os.replace(path + ".tmp.npz", path)
+
+
 def torch_rate(ref_dir: str, out: str) -> float | None:
   """Steps per second of the fastest 500-step stretch in a reference log ('step N/T ... Ss')."""
   marks = [(0, 0.0)] + [(int(n), float(t)) for n, t in re.findall(r"^step (\d+)/\d+ .* (\d+)s$",
@@ -166,6 +187,7 @@ def main():
   ap.add_argument("--results", required=True, help="e2e.md and e2e.json go here")
   ap.add_argument("--steps", type=int, default=4000)
   ap.add_argument("--num", type=int, default=10000, help="samples scored per generator")
+  ap.add_argument("--pairs", type=int, default=20000, help="(z, image) pairs the black-box teacher writes")
   a = ap.parse_args()
   import fashion_mnist_teacher
   command = "nice python experiments/reference/torch_teacher_e2e.py " + " ".join(sys.argv[1:])
@@ -199,6 +221,24 @@ def main():
     times[ours_name] = times.get(ours_name, 0.0) + time.perf_counter() - start   # a resumed run adds its part
     save_json(times_path, times)
 
+  # The same teacher as an images-only program (its .jaxexport) and as a black box known by
+  # pairs that PyTorch wrote: students start random (nothing to cut them from), same recipe.
+  exported, pairs = os.path.join(a.workdir, "teacher.jaxexport"), os.path.join(a.workdir, "pairs.npz")
+  if not os.path.exists(exported):
+    export.export_workdir(teacher_dir, exported)
+  if not os.path.exists(pairs):
+    write_torch_pairs(ref_dir, pairs, a.pairs)
+  images_only = recipes.distill_config(teacher, STUDENT, a.steps, recipes.DEFAULT_RECIPE, "random")
+  images_only.train.update(sample_every=1000, ckpt_every=1000)
+  kinds = {f"jax_exported_w{STUDENT.width}": exported, f"jax_pairs_w{STUDENT.width}": pairs}
+  for name, source in kinds.items():
+    wd = os.path.join(a.workdir, name)
+    if not finished(wd, a.steps):
+      start = time.perf_counter()
+      api.distill_student(images_only, source, wd, progress=False)
+      times[name] = times.get(name, 0.0) + time.perf_counter() - start
+      save_json(times_path, times)
+
   score = evaluate.reference(teacher)
   rows = {   # name: (framework, what it is, samples source, steps)
       "torch_teacher": ("PyTorch", "reference teacher G(64), --mode gan", "teacher", a.steps),
@@ -211,6 +251,12 @@ def main():
                                         f"pixel_w{STUDENT.width}", a.steps),
       ours_name: ("JAX", f"package student, recipe '{recipes.DEFAULT_RECIPE}', init '{recipes.DEFAULT_INIT}', "
                   f"from the converted teacher", ours_dir, a.steps),
+      f"jax_exported_w{STUDENT.width}": ("JAX", f"package student, recipe '{recipes.DEFAULT_RECIPE}', init 'random', "
+                                         f"from the converted teacher exported (teacher.jaxexport: images only)",
+                                         os.path.join(a.workdir, f"jax_exported_w{STUDENT.width}"), a.steps),
+      f"jax_pairs_w{STUDENT.width}": ("JAX", f"package student, recipe '{recipes.DEFAULT_RECIPE}', init 'random', "
+                                      f"offline from {a.pairs} (z, image) pairs PyTorch wrote (black box)",
+                                      os.path.join(a.workdir, f"jax_pairs_w{STUDENT.width}"), a.steps),
   }
   for name, (framework, _, source, _) in rows.items():
     if name in scores:
@@ -231,7 +277,7 @@ def main():
     save_json(scores_path, scores)
     print(name, f"FID {result['fid']:.2f} recall {result['recall']:.3f}", flush=True)
 
-  rates = {name: torch_rate(ref_dir, source) if framework == "PyTorch" else jax_rate(source) if name == ours_name
+  rates = {name: torch_rate(ref_dir, source) if framework == "PyTorch" else jax_rate(source) if name.startswith("jax_")
            else None for name, (framework, _, source, _) in rows.items()}
   joint, pixel = scores[f"torch_joint_w{STUDENT.width}"], scores[f"torch_pixel_w{STUDENT.width}"]
   ours = scores[ours_name]
@@ -268,7 +314,14 @@ def main():
             f"JAX student from the PyTorch teacher: FID {ours['fid']:.2f} against {joint['fid']:.2f} (reference joint) "
             f"and {pixel['fid']:.2f} (reference pixel) at equal steps: "
             + (f"{best_ref / ours['fid']:.2f}x lower than the better reference student."
-               if ours["fid"] < best_ref else f"not better than the reference's best student ({best_ref:.2f}).")]
+               if ours["fid"] < best_ref else f"not better than the reference's best student ({best_ref:.2f})."),
+            "", "From the same teacher given as images only, the students start random (nothing to cut them from), "
+            "as the reference's do: " + "; ".join(
+                f"{what} FID {scores[n]['fid']:.2f} ({best_ref / scores[n]['fid']:.2f}x lower than the better "
+                f"reference student)" if scores[n]["fid"] < best_ref else f"{what} FID {scores[n]['fid']:.2f} (not "
+                f"better than the reference's best, {best_ref:.2f})"
+                for n, what in ((f"jax_exported_w{STUDENT.width}", "the exported teacher (online)"),
+                                (f"jax_pairs_w{STUDENT.width}", f"the black box's {a.pairs} pairs (offline)"))) + "."]
   md = "\n".join(lines)
   with open(os.path.join(a.results, "e2e.md"), "w") as f:
     f.write(md + "\n")
