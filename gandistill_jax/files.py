@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 
@@ -79,3 +80,12 @@ def same_file(a: str, b: str) -> bool:
     return os.path.samefile(a, b)
   except OSError:
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def sha256(path: str) -> str:
+  """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()

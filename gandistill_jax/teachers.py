@@ -24,7 +24,6 @@ resume), teacher_has_d, and for a workdir teacher its architecture as teacher_mo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import sys
 import zipfile
@@ -113,14 +112,6 @@ def article(kind: str) -> str:
   return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
-def file_sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def _file_kind(path: str) -> str:
   with open(path, "rb") as f:
     magic = f.read(8)
@@ -179,7 +170,7 @@ def resolve(teacher, config=None) -> Teacher:
   if not os.path.isfile(path):
     raise TeacherError(f"{path}: not a workdir or a regular file")
   kind = _file_kind(path)
-  source, sha256 = os.path.abspath(path), file_sha256(path)
+  source, sha256 = os.path.abspath(path), files.sha256(path)
   if kind == "pairs":
     z, images = read_pairs(path)
     return Teacher("pairs", z.shape[1], tuple(images.shape[1:]), source, sha256=sha256)
@@ -258,7 +249,7 @@ def recorded(config) -> Teacher | None:
   (its weights are in the checkpoints) and for a function (only the caller has it)."""
   dc = config.distill
   if (dc.teacher_kind not in ("exported", "pairs") or not os.path.isfile(dc.teacher_dir)
-      or file_sha256(dc.teacher_dir) != dc.teacher_sha256):
+      or files.sha256(dc.teacher_dir) != dc.teacher_sha256):
     return None
   return resolve(dc.teacher_dir)
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import datetime
 import errno
-import hashlib
 import json
 import math
 import os
@@ -404,14 +403,6 @@ def read_torch_file(path: str, key: str | None = None) -> dict[str, np.ndarray]:
   return _pick(_load(path), key, path)
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def convert(path: str, out: str, key: str | None = None, d_key: str | None = None,
             image_size: int | None = None) -> dict:
   """Converts the PyTorch DCGAN generator in `path` (the state dict under `key`, or the file
@@ -432,7 +423,7 @@ def convert(path: str, out: str, key: str | None = None, d_key: str | None = Non
     raise ValueError(str(e) if str(e).startswith(path) else f"{path}: {e}") from None
   steps_ = contents.get("steps") if isinstance(contents, Mapping) else None
   step = steps_ if isinstance(steps_, int) and not isinstance(steps_, bool) and steps_ >= 0 else 0
-  sha = _sha256(path)
+  sha = files.sha256(path)
   write_teacher_workdir(out, model, g_vars, d_vars, {"file": os.path.abspath(path), "sha256": sha, "key": key,
                                                     "d_key": d_key}, step)
   summary = {"workdir": out, "file": path, "sha256": sha, "step": step,

@@ -38,15 +38,6 @@ def digest(images: np.ndarray, labels: np.ndarray | None = None) -> str:
   return h.hexdigest()
 
 
-def file_digest(path: str) -> str:
-  """SHA-256 of a file's bytes."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def check_images(images, labels=None, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
   """(images uint8 (N, H, W, C), labels int64 (N,)) from uint8 (N, H, W[, C]) images and
   optional integer labels; a DataError names what is wrong and the conversion to use."""

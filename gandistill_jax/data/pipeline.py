@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from gandistill_jax import files
 from gandistill_jax.data import arrays, folder as folder_lib, idx, local_idx, npz, resize, toy
 from gandistill_jax.data.arrays import to_float
 from gandistill_jax.data.errors import DataError
@@ -105,13 +106,13 @@ def describe_source(cfg: ml_collections.ConfigDict, user_data=None) -> dict:
   source = resolve_source(cfg)
   out = {"source": source, "name": cfg.name, "split": cfg.split, "eval_split": cfg.eval_split}
   if source == "idx":
-    folder, files, digest = local_idx.source_files(cfg.name, cfg.path)
-    out |= {"folder": os.path.abspath(os.path.expanduser(folder)), "files": [os.path.basename(f) for f in files],
+    folder, paths, digest = local_idx.source_files(cfg.name, cfg.path)
+    out |= {"folder": os.path.abspath(os.path.expanduser(folder)), "files": [os.path.basename(f) for f in paths],
             "sha256": digest}
   elif source in ("folder", "npz"):
     out["path"] = os.path.abspath(os.path.expanduser(cfg.path))
     if source == "npz" and os.path.isfile(out["path"]):
-      out["sha256"] = arrays.file_digest(out["path"])
+      out["sha256"] = files.sha256(out["path"])
     if source == "folder" and os.path.isdir(out["path"]):
       out["num_files"], out["sha256"] = folder_lib.files_digest(out["path"])
       out |= {k: cfg[k] for k in ("eval_fraction", "background", "resize_filter")}
@@ -147,7 +148,7 @@ def source_changed(record: dict) -> str:
   elif record["source"] == "npz":
     if not os.path.isfile(record["path"]):
       return f"{record['path']} is gone"
-    now = arrays.file_digest(record["path"])
+    now = files.sha256(record["path"])
   elif record["source"] == "folder":
     if not os.path.isdir(record["path"]):
       return f"{record['path']} is gone"

