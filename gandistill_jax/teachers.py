@@ -54,6 +54,7 @@ class Teacher:
   variables: dict | None = None
   fn: Callable | None = None
   sha256: str = ""
+  num_pairs: int = 0
 
   @property
   def has_discriminator(self) -> bool:
@@ -173,7 +174,7 @@ def resolve(teacher, config=None) -> Teacher:
   source, sha256 = os.path.abspath(path), files.sha256(path)
   if kind == "pairs":
     z, images = read_pairs(path)
-    return Teacher("pairs", z.shape[1], tuple(images.shape[1:]), source, sha256=sha256)
+    return Teacher("pairs", z.shape[1], tuple(images.shape[1:]), source, sha256=sha256, num_pairs=len(z))
   from gandistill_jax import export
   loaded = export.load_exported(path)
   return Teacher("exported", loaded.latent_dim, tuple(loaded.sample_shape), source, fn=loaded.fn, sha256=sha256)
@@ -209,21 +210,14 @@ def record(config, teacher: Teacher) -> None:
   elif dc.mode == "offline" and not dc.offline_path:
     raise TeacherError("distill.mode='offline' reads stored pairs: give them (`--pairs FILE`, or "
                        "distill.offline_path)")
-  if dc.mode == "offline":
-    _check_pairs_fit(dc.offline_path, config)
-
-
-def _check_pairs_fit(path: str, config) -> None:
-  """The pairs an offline run reads fit the student (latent size, image shape) and fill a batch."""
-  from gandistill_jax import models
-  z, images = read_pairs(path)
-  want = (config.model.latent_dim, models.sample_shape(config.model))
-  if (z.shape[1], images.shape[1:]) != want:
-    raise TeacherError(f"{path}: its pairs map z of size {z.shape[1]} to images {images.shape[1:]}, but the student "
-                       f"config has latent_dim {want[0]} and images {want[1]}; they must match")
-  if len(z) < config.train.batch_size:
-    raise TeacherError(f"{path}: {len(z)} pairs cannot fill a batch of {config.train.batch_size} "
-                       f"(train.batch_size); store more pairs")
+  if dc.mode == "offline":   # the pairs the run reads: the teacher itself, or another's stored samples
+    pairs = teacher if teacher.kind == "pairs" else resolve(dc.offline_path)
+    if pairs.kind != "pairs":
+      raise TeacherError(f"distill.offline_path={dc.offline_path} is not a pairs .npz")
+    check_fits(pairs, config)
+    if pairs.num_pairs < config.train.batch_size:
+      raise TeacherError(f"{pairs.source}: {pairs.num_pairs} pairs cannot fill a batch of {config.train.batch_size} "
+                         f"(train.batch_size); store more pairs")
 
 
 def check_same(teacher: Teacher, config, workdir: str) -> None:
@@ -243,15 +237,12 @@ def check_same(teacher: Teacher, config, workdir: str) -> None:
                        f"a new --workdir")
 
 
-def recorded(config) -> Teacher | None:
-  """The teacher a distill run's config records, loaded again where it can be without
-  the caller: an exported file (if unchanged) or a pairs file; None for a workdir teacher
-  (its weights are in the checkpoints) and for a function (only the caller has it)."""
+def file_unchanged(config) -> bool:
+  """Whether a distill run's file teacher (exported or pairs) is still at its recorded path
+  with its recorded SHA-256: then it can be read again without the caller."""
   dc = config.distill
-  if (dc.teacher_kind not in ("exported", "pairs") or not os.path.isfile(dc.teacher_dir)
-      or files.sha256(dc.teacher_dir) != dc.teacher_sha256):
-    return None
-  return resolve(dc.teacher_dir)
+  return (dc.teacher_kind in ("exported", "pairs") and os.path.isfile(dc.teacher_dir)
+          and files.sha256(dc.teacher_dir) == dc.teacher_sha256)
 
 
 def attach(config, teacher, workdir: str):

@@ -207,12 +207,12 @@ def _fidelity_teacher(workdir: str, config, teacher_dir: str):
   if config.distill.teacher_kind == "workdir":
     t_gen, t_vars, _, _ = workdir_lib.restore_network(workdir, "teacher")
     return lambda z: t_gen.apply(t_vars, z)
-  teacher = teachers.recorded(config)
-  if teacher is None:
+  if not teachers.file_unchanged(config):
     print(f"gandistill: no fidelity to the teacher: {workdir} learned from {teachers.article(config.distill.teacher_kind)} teacher "
           f"({config.distill.teacher_dir or 'a function'}) that is not there as it was", file=sys.stderr, flush=True)
     return None
-  return teacher.generator() if teacher.kind != "pairs" else teachers.read_pairs(teacher.source)
+  path = config.distill.teacher_dir
+  return teachers.read_pairs(path) if config.distill.teacher_kind == "pairs" else teachers.resolve(path).generator()
 
 
 def quality(logits, feats, real_features, num_classes: int, prdc_num: int = 5000) -> dict:
