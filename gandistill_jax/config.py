@@ -109,7 +109,7 @@ def default_distill_config() -> ml_collections.ConfigDict:
   d.teacher_sha256 = ""      # a file teacher's SHA-256, checked again on resume
   d.teacher_has_d = True     # a workdir teacher keeps its discriminator (a converted generator may not)
   d.student_init = "random"  # random | teacher (channels selected from the teacher's, gandistill_jax.prune)
-  d.prune_by = "bn_scale"    # student_init='teacher': bn_scale | l1 (see prune.select_channels)
+  d.prune_by = "bn_scale"    # student_init="teacher": bn_scale | l1 | sensitivity (see gandistill_jax.prune)
   d.g_lr = 0.0               # the student's learning rate (0 = optim.g_lr)
   # Terms: weight > 0 turns a term on; *_schedule multiplies it (objectives.schedule).
   d.pixel_weight = 1.0

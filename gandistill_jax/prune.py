@@ -5,10 +5,19 @@ the k = c * w / W channels the teacher relies on most kept and the rest removed,
 pruning-then-distillation recipe of GAN Slimming (Wang et al. 2020) and CAGC (Liu et al.
 2021). Channels are ranked by
 
-  bn_scale   |gamma_c| of the batch norm after the layer (network slimming, Liu et al. 2017)
-  l1         sum |K[..., c]| of the kernel that produces channel c (Li et al. 2017)
+  bn_scale     |gamma_c| of the batch norm after the layer (network slimming, Liu et al. 2017)
+  l1           sum |K[..., c]| of the kernel that produces channel c (Li et al. 2017)
+  sensitivity  how much the teacher's output moves when channel c alone is removed:
+               E_z mean |G(z) - G_{-c}(z)|, with G_{-c} the teacher whose batch norm gives
+               channel c gamma_c = beta_c = 0 (so ReLU passes 0: the channel is gone), on
+               SENSITIVITY_BATCH fixed z in eval mode; the output-space counterpart of the
+               Taylor criterion (Molchanov et al. 2017), measured exactly rather than to
+               first order
 
-and the kept indices stay in the teacher's order. The latent projection z -> s0 x s0 x c0
+and the kept indices stay in the teacher's order. A `mobile` student (models/mobile.py)
+shares the DCGAN's projection z -> s0 x s0 x c0 and the batch norm after it, so it takes
+those from the teacher the same way (its inverted-residual blocks have no teacher
+counterpart and keep their init). The latent projection z -> s0 x s0 x c0
 keeps the kept channels' columns and biases; a student with `proj_rank` r factorises it by truncated
 SVD, P ~ (U_r S_r^1/2)(S_r^1/2 V_r^T), the best rank-r approximation in Frobenius norm
 (Eckart-Young). With w = W and a full-rank projection the student is the teacher exactly.
@@ -18,7 +27,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-PRUNE_BY = ("bn_scale", "l1")
+PRUNE_BY = ("bn_scale", "l1", "sensitivity")
+SENSITIVITY_BATCH = 64
 
 
 def select_channels(scores: jax.Array, keep: int) -> jax.Array:
@@ -34,10 +44,10 @@ def low_rank(kernel: jax.Array, rank: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _check(teacher_cfg, student_cfg) -> None:
-  for cfg, role in ((teacher_cfg, "teacher"), (student_cfg, "student")):
-    if cfg.family != "dcgan":
-      raise ValueError(f"distill.student_init='teacher' needs DCGAN teacher and student; the {role} is "
-                       f"model.family={cfg.family!r}; use distill.student_init='random'")
+  if teacher_cfg.family != "dcgan" or student_cfg.family not in ("dcgan", "mobile"):
+    raise ValueError(f"distill.student_init='teacher' needs a DCGAN teacher and a DCGAN or mobile student; "
+                     f"teacher model.family={teacher_cfg.family!r}, student {student_cfg.family!r}; "
+                     f"use distill.student_init='random'")
   for key in ("image_size", "channels", "latent_dim", "num_up"):
     if teacher_cfg.get(key, 0) != student_cfg.get(key, 0):
       raise ValueError(f"distill.student_init='teacher' needs the student's {key} to be the teacher's "
@@ -50,9 +60,44 @@ def _check(teacher_cfg, student_cfg) -> None:
                      f"must be at most the teacher's {teacher_cfg.g_width}")
 
 
+def _sensitivity(teacher_vars: dict, teacher_cfg, layer: int) -> jax.Array:
+  """E_z mean |G(z) - G_{-c}(z)| for every channel c of the teacher's BatchNorm_<layer>."""
+  from gandistill_jax import models
+  gen = models.build_generator(teacher_cfg)
+  z = jax.random.normal(jax.random.key(0), (SENSITIVITY_BATCH, teacher_cfg.latent_dim))
+  full = gen.apply(teacher_vars, z)
+  name = f"BatchNorm_{layer}"
+  bn = teacher_vars["params"][name]
+
+  def drop(c):
+    gone = {k: jnp.asarray(v).at[c].set(0.0) for k, v in bn.items()}
+    out = gen.apply({**teacher_vars, "params": {**teacher_vars["params"], name: gone}}, z)
+    return jnp.abs(out - full).mean()
+  return jax.lax.map(drop, jnp.arange(bn["scale"].shape[0]), batch_size=16)
+
+
+def channel_scores(teacher_vars: dict, teacher_cfg, layer: int, prune_by: str) -> jax.Array:
+  """How much the teacher relies on each channel of stage `layer` (higher: kept first)."""
+  tp = teacher_vars["params"]
+  if prune_by == "bn_scale":
+    return jnp.abs(tp[f"BatchNorm_{layer}"]["scale"])
+  if prune_by == "sensitivity":
+    return _sensitivity(teacher_vars, teacher_cfg, layer)
+  if layer == 0:
+    proj = _projection(tp)
+    return jnp.abs(proj.reshape(proj.shape[0], -1, tp["BatchNorm_0"]["scale"].shape[0])).sum((0, 1))
+  return jnp.abs(tp[f"UpConv_{layer - 1}"]["kernel"]).sum((0, 1, 2))
+
+
+def _projection(tp: dict) -> jax.Array:
+  proj = tp["proj"]["kernel"]
+  return tp["proj_low_rank"]["kernel"] @ proj if "proj_low_rank" in tp else proj
+
+
 def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_vars: dict,
                          prune_by: str = "bn_scale") -> dict:
-  """The student's {'params', 'batch_stats'} cut from the teacher's; `student_vars` (a fresh
+  """The student's {'params', 'batch_stats'} cut from the teacher's (a mobile student: its
+  projection and first batch norm; the rest as in `student_vars`); `student_vars` (a fresh
   init of the student) gives the target shapes and is checked against the result. Pure
   jax.numpy: it runs inside the (jitted, abstractly evaluated) distill init."""
   _check(teacher_cfg, student_cfg)
@@ -62,22 +107,12 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
   sp_shape = jax.tree.map(jnp.shape, student_vars["params"])
   n_bn = sum(1 for k in tp if k.startswith("BatchNorm_"))
   n_up = n_bn                                   # UpConv_0 .. UpConv_{n_bn - 1}; the last is the output layer
-  proj = tp["proj"]["kernel"]
-  if "proj_low_rank" in tp:
-    proj = tp["proj_low_rank"]["kernel"] @ proj
-  kept = []
-  for i in range(n_bn):
-    c_t = tp[f"BatchNorm_{i}"]["scale"].shape[0]
-    c_s = sp_shape[f"BatchNorm_{i}"]["scale"][0]
-    if prune_by == "bn_scale":
-      scores = jnp.abs(tp[f"BatchNorm_{i}"]["scale"])
-    elif i == 0:
-      scores = jnp.abs(proj.reshape(proj.shape[0], -1, c_t)).sum((0, 1))
-    else:
-      scores = jnp.abs(tp[f"UpConv_{i - 1}"]["kernel"]).sum((0, 1, 2))
-    kept.append(select_channels(scores, c_s))
+  n_cut = n_bn if student_cfg.family == "dcgan" else 1
+  kept = [select_channels(channel_scores(teacher_vars, teacher_cfg, i, prune_by),
+                          sp_shape[f"BatchNorm_{i}"]["scale"][0]) for i in range(n_cut)]
 
-  params, stats = {}, {}
+  params, stats = dict(student_vars["params"]), dict(student_vars["batch_stats"])
+  proj = _projection(tp)
   c0 = tp["BatchNorm_0"]["scale"].shape[0]
   p = proj.reshape(proj.shape[0], -1, c0)[:, :, kept[0]].reshape(proj.shape[0], -1)
   if "proj_low_rank" in sp_shape:
@@ -91,7 +126,7 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
   for i, idx in enumerate(kept):
     params[f"BatchNorm_{i}"] = {k: v[idx] for k, v in tp[f"BatchNorm_{i}"].items()}
     stats[f"BatchNorm_{i}"] = {k: v[idx] for k, v in ts[f"BatchNorm_{i}"].items()}
-  for j in range(n_up):
+  for j in range(n_up if student_cfg.family == "dcgan" else 0):
     k = tp[f"UpConv_{j}"]["kernel"][:, :, kept[j]]
     if j + 1 < n_up:
       k = k[..., kept[j + 1]]

@@ -58,6 +58,10 @@ def recipe(name: str, steps_: int) -> dict:
     mmd       L1 + MMD in the frozen teacher D's features (balanced), D-free
     joint_td  joint with the D initialised from the teacher's (Yu & Pool 2020)
     joint_mmd joint + the balanced MMD term
+    joint_wd  joint against a fresh D of width 32 instead of the student's width: D is a
+              training aid that is never deployed, so a tiny student need not get a tiny D
+    joint_gfeat  joint + L1 between the student's features (through 1x1 adapters) and the
+              teacher's at every generator stage (GAN Compression, Li et al. 2020)
   """
   tinygan_d = dict(d_loss="hinge", d_real="teacher", d_real_data_weight=0.2, d_spectral_norm=True)
   recipes = {
@@ -73,12 +77,14 @@ def recipe(name: str, steps_: int) -> dict:
   }
   recipes["joint_td"] = recipes["joint"] | dict(d_init="teacher")
   recipes["joint_mmd"] = recipes["joint"] | dict(mmd_weight=1.0, mmd_balance=True)
+  recipes["joint_wd"] = recipes["joint"] | dict(d_width=32)
+  recipes["joint_gfeat"] = recipes["joint"] | dict(gfeat_weight=1.0)
   if name not in recipes:
     raise ValueError(f"recipe {name!r} is unknown; use one of {sorted(recipes)}")
   return recipes[name]
 
 
-RECIPES = ("pixel", "joint", "tinygan", "gcc", "balanced", "mmd", "joint_td", "joint_mmd")
+RECIPES = ("pixel", "joint", "tinygan", "gcc", "balanced", "mmd", "joint_td", "joint_mmd", "joint_wd", "joint_gfeat")
 
 
 def distill_config(teacher: ml_collections.ConfigDict, student: Student, steps_: int, recipe_name: str = "joint",

@@ -94,8 +94,58 @@ def test_pruning_refuses_students_it_cannot_cut():
   t_cfg = model_cfg(g_width=4)
   with pytest.raises(ValueError, match="at most the teacher"):
     prune.student_from_teacher({}, t_cfg, model_cfg(g_width=8), {}, "l1")
-  with pytest.raises(ValueError, match="family='mobile'"):
-    prune.student_from_teacher({}, t_cfg, model_cfg(g_width=2, family="mobile"), {}, "l1")
+  with pytest.raises(ValueError, match="student 'resnet'"):
+    prune.student_from_teacher({}, t_cfg, model_cfg(g_width=2, family="resnet"), {}, "l1")
+  with pytest.raises(ValueError, match="teacher model.family='mobile'"):
+    prune.student_from_teacher({}, model_cfg(g_width=4, family="mobile"), model_cfg(g_width=2), {}, "l1")
+
+
+def test_sensitivity_is_the_output_change_when_a_channel_is_removed():
+  """prune_by='sensitivity' scores channel c by E_z mean |G(z) - G_{-c}(z)|: a channel the
+  teacher's batch norm already zeroes scores 0 and is the first one dropped; a channel scaled
+  up is kept; every score equals the ablation computed directly."""
+  t_cfg = model_cfg(g_width=8)
+  gen, t_vars = teacher_variables(t_cfg)
+  bn = dict(t_vars["params"]["BatchNorm_1"])
+  bn["scale"], bn["bias"] = bn["scale"].at[2].set(0.0), bn["bias"].at[2].set(0.0)
+  bn["scale"], bn["bias"] = bn["scale"].at[5].set(5.0), bn["bias"].at[5].set(3.0)
+  t_vars = dict(t_vars, params=dict(t_vars["params"], BatchNorm_1=bn))
+  scores = np.asarray(prune.channel_scores(t_vars, t_cfg, 1, "sensitivity"))
+  assert scores[2] == 0.0 and scores.argmax() == 5
+  z = jax.random.normal(jax.random.key(0), (prune.SENSITIVITY_BATCH, 16))
+  full = gen.apply(t_vars, z)
+  for c in (0, 5):
+    gone = dict(bn, scale=bn["scale"].at[c].set(0.0), bias=bn["bias"].at[c].set(0.0))
+    out = gen.apply(dict(t_vars, params=dict(t_vars["params"], BatchNorm_1=gone)), z)
+    np.testing.assert_allclose(scores[c], np.abs(out - full).mean(), rtol=1e-5)
+  s_cfg = model_cfg(g_width=4, proj_rank=5)
+  s_init = models.init_variables(models.build_generator(s_cfg), jax.random.key(9), jnp.zeros((2, 16)))
+  cut = prune.student_from_teacher(t_vars, t_cfg, s_cfg, s_init, "sensitivity")
+  kept1 = np.sort(np.argsort(-scores, kind="stable")[:4])
+  assert 5 in kept1 and 2 not in kept1
+  np.testing.assert_array_equal(cut["params"]["BatchNorm_1"]["scale"], np.asarray(bn["scale"])[kept1])
+
+
+def test_a_mobile_student_takes_the_teachers_projection_and_first_batch_norm():
+  """A mobile student shares the DCGAN's projection and the batch norm after it: those are
+  cut from the teacher exactly as for a DCGAN student of its width and rank; its
+  inverted-residual blocks and output conv keep their init."""
+  t_cfg = model_cfg(g_width=8)
+  _, t_vars = teacher_variables(t_cfg)
+  m_cfg, d_cfg = model_cfg(g_width=4, proj_rank=5, family="mobile"), model_cfg(g_width=4, proj_rank=5)
+  m_init = models.init_variables(models.build_generator(m_cfg), jax.random.key(9), jnp.zeros((2, 16)))
+  d_init = models.init_variables(models.build_generator(d_cfg), jax.random.key(9), jnp.zeros((2, 16)))
+  m_cut = prune.student_from_teacher(t_vars, t_cfg, m_cfg, m_init, "bn_scale")
+  d_cut = prune.student_from_teacher(t_vars, t_cfg, d_cfg, d_init, "bn_scale")
+  for col in ("params", "batch_stats"):
+    for k, v in m_cut[col].items():
+      ref = d_cut[col][k] if k in ("proj", "proj_low_rank", "BatchNorm_0") else m_init[col][k]
+      for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(ref)):
+        np.testing.assert_array_equal(a, b)
+  config = distill_config(student_width=4, student_init="teacher", prune_by="sensitivity")
+  config.model.update(family="mobile", proj_rank=5)
+  state = distill.distill_task(config, random_teacher(config)).init(jax.random.key(0))
+  assert np.isfinite(np.asarray(state.s_params["generator"]["proj"]["kernel"])).all()
 
 
 def test_distill_task_starts_a_teacher_initialised_student_from_the_teacher():

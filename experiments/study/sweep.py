@@ -8,6 +8,11 @@ command continues a killed sweep. Each finished cell adds a row to sweep.md / sw
 in --workdir, with its parameters, compression, steps, wall time and scores; the teacher
 is evaluated with the same settings for the ratio column. Scratch baselines are cells too
 (recipe 'scratch': the student trained adversarially with the teacher's recipe).
+
+`--seeds 0 1 2` runs every cell once per seed (config.seed: init, data order and z follow
+it; cells named <cell>_s<k>) and adds a mean +- std table over the seeds each cell has.
+Several sweep processes may share one --workdir (e.g. `--only` splits the cells between
+two processes on a 2-core machine): each merges its rows into sweep.json when it writes.
 """
 from __future__ import annotations
 
@@ -15,7 +20,10 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import sys
+
+import ml_collections
 
 from gandistill_jax import recipes, study, workdir as workdir_lib
 from gandistill_jax.eval import evaluate
@@ -32,26 +40,46 @@ GRIDS = {
     "tune50x": (("pixel", "joint", "joint_td", "joint_mmd", "scratch"), (("dcgan", 8, 12),), ("teacher",), (2000, 6000)),
     "shape50x": (("joint",), (("dcgan", 4, 24), ("dcgan", 6, 16), ("dcgan", 4, 12), ("dcgan", 8, 6)), ("teacher",), (2000,)),
     "size10x": (("tinygan", "balanced", "scratch"), (("dcgan", 24, 16), ("mobile", 32, 16)), ("random", "teacher"), (3000,)),
+    # the frontier against the width-64 teacher with the projection bias (765,953 G params):
+    # w8 r12 13.6k (56x), w8 r5 7.4k (103x), w4 r3 2.5k (310x); long schedules
+    "frontier": (("joint",), (("dcgan", 8, 12), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
+    # what moves the ~100x and ~300x students: a teacher-initialised D, a wider fresh D,
+    # features from every teacher stage, channels chosen by output sensitivity, and mobile
+    # students (m8 r4 6.1k, 125x; m4 r2 2.0k, 380x) with the teacher's projection
+    "frontier_ideas": (("joint_td", "joint_wd", "joint_gfeat"), (("dcgan", 8, 12), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
+    # rank against width at ~100x (w4 r12 6.9k, w6 r8 7.4k) and ~300x (w2 r7 2.4k, w3 r4 2.2k)
+    "frontier_shape": (("joint",), (("dcgan", 4, 12), ("dcgan", 6, 8), ("dcgan", 2, 7), ("dcgan", 3, 4)), ("teacher",), (12000,)),
+    "frontier_init": (("joint",), (("dcgan", 8, 5), ("dcgan", 4, 3), ("mobile", 8, 4), ("mobile", 4, 2)), ("sens", "teacher"), (12000,)),
 }
+# a cell's init -> (distill.student_init, distill.prune_by)
+INITS = {"random": ("random", "bn_scale"), "teacher": ("teacher", "bn_scale"), "sens": ("teacher", "sensitivity")}
 
 
-def cells(grid: str, teacher_cfg) -> list[tuple[str, study.Run]]:
-  """(recipe, run) for every cell of the grid."""
+def cells(grid: str, teacher_cfg, seed: int = 0) -> list[tuple[str, study.Run]]:
+  """(recipe, run) for every cell of the grid, with config.seed = `seed` (named <cell>_s<seed>
+  for a seed other than 0, so one-seed sweeps keep their names)."""
   recipe_names, students, inits, steps_list = GRIDS[grid]
   runs = []
+  teacher_cfg = ml_collections.ConfigDict(teacher_cfg.to_dict())
+  teacher_cfg.seed = seed
+  tag = f"_s{seed}" if seed else ""
   for recipe, (family, width, rank), init, steps_ in itertools.product(recipe_names, students, inits, steps_list):
     student = recipes.Student(family, width, rank)
     if recipe == "scratch":
       if init != inits[0]:
         continue   # a scratch student has no teacher init
-      runs.append((recipe, study.Run(f"scratch_{student.tag}_{steps_}", "scratch",
+      runs.append((recipe, study.Run(f"scratch_{student.tag}_{steps_}{tag}", "scratch",
                                      recipes.scratch_config(teacher_cfg, student, steps_))))
       continue
-    if init == "teacher" and family != "dcgan":
-      continue     # channel selection cuts DCGAN students only
-    runs.append((recipe, study.Run(f"{recipe}_{student.tag}_{init}_{steps_}", "distill",
-                                   recipes.distill_config(teacher_cfg, student, steps_, recipe, student_init=init))))
+    student_init, prune_by = INITS[init]
+    runs.append((recipe, study.Run(f"{recipe}_{student.tag}_{init}_{steps_}{tag}", "distill",
+                                   recipes.distill_config(teacher_cfg, student, steps_, recipe,
+                                                          student_init=student_init, prune_by=prune_by))))
   return runs
+
+
+def name_init(config) -> str:
+  return next(k for k, v in INITS.items() if v == (config.distill.student_init, config.distill.prune_by))
 
 
 def table(rows: list[dict], teacher: dict) -> str:
@@ -65,11 +93,53 @@ def table(rows: list[dict], teacher: dict) -> str:
   return "\n".join(lines)
 
 
+def mean_std(values: list[float]) -> str:
+  m = statistics.fmean(values)
+  return f"{m:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{m:.2f}"
+
+
+def seeds_table(rows: list[dict], teacher: dict) -> str:
+  """Mean ± sample std over the seeds of every cell run with more than one."""
+  by_cell = {}
+  for r in rows:
+    by_cell.setdefault(r.get("cell", r["name"]), []).append(r)
+  lines = ["| cell | G params | x fewer | steps | seeds | train min | FID | FID / teacher | recall | recall / teacher |",
+           "|---" * 10 + "|"]
+  for cell, rs in sorted(by_cell.items(), key=lambda kv: (-kv[1][0]["x_fewer"], statistics.fmean(r["fid"] for r in kv[1]))):
+    if len(rs) < 2:
+      continue
+    r0 = rs[0]
+    lines.append(f"| {cell} | {r0['params']:,} | {r0['x_fewer']:.1f} | {r0['steps']} | {len(rs)} | "
+                 f"{statistics.fmean(r['train_seconds'] for r in rs) / 60:.1f} | {mean_std([r['fid'] for r in rs])} | "
+                 f"{mean_std([r['fid'] / teacher['fid'] for r in rs])} | {mean_std([r['recall'] for r in rs])} | "
+                 f"{mean_std([r['recall'] / teacher['recall'] for r in rs])} |")
+  return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def write(workdir: str, new_rows: dict, teacher_row: dict, command: str) -> str:
+  """Merges `new_rows` into workdir/sweep.json (another sweep process may have added rows
+  since this one started) and rewrites sweep.md; returns the markdown."""
+  out_path = os.path.join(workdir, "sweep.json")
+  rows = {r["name"]: r for r in (json.load(open(out_path))["rows"] if os.path.exists(out_path) else [])}
+  rows |= new_rows
+  with open(out_path + ".tmp", "w") as f:
+    json.dump({"teacher": teacher_row, "rows": list(rows.values()), "command": command}, f, indent=2)
+  os.replace(out_path + ".tmp", out_path)
+  md = table(list(rows.values()), teacher_row)
+  seeds = seeds_table(list(rows.values()), teacher_row)
+  if seeds:
+    md += "\n\nOver seeds (mean ± sample std):\n\n" + seeds
+  with open(os.path.join(workdir, "sweep.md"), "w") as f:
+    f.write(md + "\n")
+  return md
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--teacher", required=True, help="a trained teacher workdir")
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--grid", action="append", choices=sorted(GRIDS), required=True, help="repeatable")
+  ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="every cell once per seed")
   ap.add_argument("--eval-num", type=int, default=5000)
   ap.add_argument("--only", default="", help="run only cells whose name contains this")
   a = ap.parse_args()
@@ -81,28 +151,25 @@ def main():
              else evaluate.evaluate_workdir(a.teacher, num=a.eval_num))
   t_params = teacher["efficiency"]["params"]
   teacher_row = {"params": t_params, "fid": teacher["fid"], "recall": teacher["recall"]}
-  runs = [(recipe, r) for g in a.grid for recipe, r in cells(g, teacher_cfg) if a.only in r.name]
-  out_path = os.path.join(a.workdir, "sweep.json")
-  rows = {r["name"]: r for r in (json.load(open(out_path))["rows"] if os.path.exists(out_path) else [])}
-  for recipe, run in runs:
+  command = "python experiments/study/sweep.py " + " ".join(sys.argv[1:])
+  runs = [(recipe, seed, r) for seed in a.seeds for g in a.grid for recipe, r in cells(g, teacher_cfg, seed)
+          if a.only in r.name]
+  md = write(a.workdir, {}, teacher_row, command)
+  for recipe, seed, run in runs:
     res = study.run_all([run], a.workdir, teacher_dir=a.teacher, eval_num=a.eval_num, progress=False)[run.name]
     m = run.config.model
-    rows[run.name] = {
-        "name": run.name, "recipe": recipe,
-        "family": m.family, "width": m.g_width, "proj_rank": m.proj_rank,
-        "init": run.config.distill.student_init if run.kind == "distill" else "-",
-        "params": res["efficiency"]["params"], "x_fewer": t_params / res["efficiency"]["params"],
-        "steps": res["steps"], "train_seconds": res["train_seconds"], "fid": res["fid"],
-        "precision": res["precision"], "recall": res["recall"],
-        "l1": res.get("fidelity", {}).get("pixel_l1", float("nan"))}
-    with open(out_path, "w") as f:
-      json.dump({"teacher": teacher_row, "rows": list(rows.values()),
-                 "command": "python experiments/study/sweep.py " + " ".join(sys.argv[1:])}, f, indent=2)
-    md = table(list(rows.values()), teacher_row)
-    with open(os.path.join(a.workdir, "sweep.md"), "w") as f:
-      f.write(md + "\n")
-    print(md.splitlines()[-1] if len(rows) > 1 else md, flush=True)
-  print(table(list(rows.values()), teacher_row))
+    row = {"name": run.name, "cell": run.name.removesuffix(f"_s{seed}"), "seed": seed, "recipe": recipe,
+           "family": m.family, "width": m.g_width, "proj_rank": m.proj_rank,
+           "init": name_init(run.config) if run.kind == "distill" else "-",
+           "params": res["efficiency"]["params"], "x_fewer": t_params / res["efficiency"]["params"],
+           "samples_per_s": res["efficiency"].get("samples_per_s_batch256"),
+           "steps": res["steps"], "train_seconds": res["train_seconds"], "fid": res["fid"],
+           "precision": res["precision"], "recall": res["recall"],
+           "l1": res.get("fidelity", {}).get("pixel_l1", float("nan"))}
+    md = write(a.workdir, {run.name: row}, teacher_row, command)
+    print(f"{run.name}: FID {row['fid']:.2f} ({row['fid'] / teacher_row['fid']:.2f}x the teacher), recall "
+          f"{row['recall']:.3f}, {row['train_seconds'] / 60:.1f} min", flush=True)
+  print(md)
 
 
 if __name__ == "__main__":
