@@ -147,6 +147,13 @@ def test_eval_reports_inception_fid_next_to_the_domain_classifiers_and_caches_th
                                         first["protocol"]["reference_data"]["sha256"])
   run_cli("eval", "--workdir", w, "--num", "32", *evaluation)   # from the cached reference
   assert json.load(open(os.path.join(w, "eval.json")))["inception"]["fid"] == pytest.approx(first["inception"]["fid"])
+  # experiments/study/inception_fid.py: the same samples and reference, its own file, eval.json untouched
+  sys.path.insert(0, os.path.join(REPO, "experiments", "study"))
+  import inception_fid
+  scored = inception_fid.score_workdir(w, str(tmp_path / "w.npz"), 32, str(tmp_path / "cache"))
+  assert scored["fid"] == pytest.approx(first["inception"]["fid"], rel=1e-6)
+  assert scored["protocol"]["reference_split"] == "test" and scored["protocol"]["generated"] == 32
+  assert inception_fid.done(w, str(tmp_path / "w.npz"), 32) and not inception_fid.done(w, str(tmp_path / "w.npz"), 64)
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
-"""experiments/study/sweep.py end to end on a tiny grid: every cell trains, evaluates and lands in one table."""
+"""experiments/study/sweep.py end to end on a tiny grid: every cell trains, evaluates and lands in one table;
+more seeds of a cell add rows and a mean ± std line; experiments/study/frontier.py reports the sweep."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -33,3 +35,22 @@ def test_tiny_sweep_writes_one_table_and_resumes(tmp_path):
   rerun = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
   assert os.path.getmtime(tmp_path / "sweep" / "scratch_w2r4_4" / "eval.json") == mtime
   assert "tinygan_w2r4_teacher_4" in rerun.stdout
+  # two more seeds of one cell: merged into the same sweep.json, with a mean ± std line
+  subprocess.run(cmd + ["--seeds", "1", "2", "--only", "tinygan_w2r4_teacher"], check=True, env=env,
+                 capture_output=True, text=True)
+  rows = {r["name"]: r for r in json.load(open(tmp_path / "sweep" / "sweep.json"))["rows"]}
+  assert set(rows) == {"scratch_w2r4_4", "tinygan_w2r4_random_4", "tinygan_w2r4_teacher_4",
+                       "tinygan_w2r4_teacher_4_s1", "tinygan_w2r4_teacher_4_s2"}
+  assert [rows[f"tinygan_w2r4_teacher_4{t}"]["seed"] for t in ("", "_s1", "_s2")] == [0, 1, 2]
+  assert rows["tinygan_w2r4_teacher_4_s1"]["cell"] == "tinygan_w2r4_teacher_4"
+  assert len({rows[f"tinygan_w2r4_teacher_4{t}"]["fid"] for t in ("", "_s1", "_s2")}) == 3   # the seed is used
+  fids = [rows[f"tinygan_w2r4_teacher_4{t}"]["fid"] for t in ("", "_s1", "_s2")]
+  mean_std = f"{statistics.fmean(fids):.2f} ± {statistics.stdev(fids):.2f}"
+  table = open(tmp_path / "sweep" / "sweep.md").read()
+  assert f"| tinygan_w2r4_teacher_4 | " in table.split("Over seeds")[1] and mean_std in table
+  frontier = subprocess.run([sys.executable, os.path.join(ROOT, "experiments/study/frontier.py"), "--sweep",
+                             str(tmp_path / "sweep"), "--out", str(tmp_path / "frontier")],
+                            check=True, env=env, capture_output=True, text=True)
+  report = open(tmp_path / "frontier" / "frontier.md").read()
+  assert mean_std in report and "| scratch_w2r4_4 |" in report and "scratch twin" in report
+  assert os.path.getsize(tmp_path / "frontier" / "frontier.png") > 10_000 and "tinygan_w2r4_teacher_4" in frontier.stdout

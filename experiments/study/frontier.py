@@ -27,6 +27,8 @@ import os
 import statistics
 import sys
 
+import numpy as np
+
 # (x fewer, FID / teacher FID, recall / teacher recall or None), the goals of issue "Smaller still"
 GOALS = ((50, 1.1, 0.9), (100, 1.5, None), (300, 3.0, None))
 MIN_RECALL_100X = 0.5
@@ -41,8 +43,14 @@ def cells(rows: list[dict]) -> dict[str, list[dict]]:
   return by
 
 
+def ratio(a: float, b: float) -> float:
+  """a / b, NaN where b is 0 (a teacher with no recall at all)."""
+  return a / b if b else float("nan")
+
+
 def mean_std(xs: list[float]) -> tuple[float, float]:
-  return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+  x = np.asarray(xs, np.float64)
+  return float(x.mean()), (float(x.std(ddof=1)) if len(x) > 1 else 0.0)
 
 
 def fmt(xs: list[float], digits: int = 2) -> str:
@@ -65,7 +73,7 @@ def verdict(rs: list[dict], teacher: dict) -> str:
   goal = goal_of(rs[0]["x_fewer"])
   if goal is None:
     return ""
-  fid = statistics.fmean(r["fid"] for r in rs) / teacher["fid"]
+  fid = ratio(statistics.fmean(r["fid"] for r in rs), teacher["fid"])
   recall = statistics.fmean(r["recall"] for r in rs)
   ok = fid <= goal[1]
   need = f"FID ≤ {goal[1]}x"
@@ -94,8 +102,8 @@ def table(sweep: str, data: dict) -> str:
     lines.append(
         f"| {cell} | {r0['params']:,} | {r0['x_fewer']:.1f} | {statistics.fmean(sps):,.0f} | {r0['steps']} | {len(rs)} | "
         f"{statistics.fmean(r['train_seconds'] for r in rs) / 60:.1f} | {fmt([r['fid'] for r in rs])} | "
-        f"{fmt([r['fid'] / teacher['fid'] for r in rs])} | {fmt([r['recall'] for r in rs], 3)} | "
-        f"{fmt([r['recall'] / teacher['recall'] for r in rs])} | "
+        f"{fmt([ratio(r['fid'], teacher['fid']) for r in rs])} | {fmt([r['recall'] for r in rs], 3)} | "
+        f"{fmt([ratio(r['recall'], teacher['recall']) for r in rs])} | "
         f"{fmt(incs) + (f' ({len(incs)})' if len(incs) < len(rs) else '') if incs else ''} | "
         f"{verdict(rs, teacher) if r0['recipe'] != 'scratch' else 'scratch twin'} |")
   return "\n".join(lines)
@@ -118,7 +126,7 @@ def plot(data: dict, earlier: dict | None, path: str) -> None:
       xs = [r[xkey] for r in rs if r.get(xkey)]
       if not xs:
         continue
-      m, s = mean_std([r[ykey] / teacher[ykey] for r in rs])
+      m, s = mean_std([ratio(r[ykey], teacher[ykey]) for r in rs])
       recipe = rs[0]["recipe"]
       ax.errorbar(statistics.fmean(xs), m, yerr=s, fmt="s" if recipe == "scratch" else "o",
                   color=colours[recipe], mfc="none" if recipe == "scratch" else colours[recipe], capsize=3,
@@ -130,7 +138,7 @@ def plot(data: dict, earlier: dict | None, path: str) -> None:
           continue
         x = t["efficiency"]["params"] / r["efficiency"]["params"] if xkey == "x_fewer" else \
             r["efficiency"].get("samples_per_s_batch256")
-        ax.scatter(x, r[ykey] / t[ykey], marker="^" if name.startswith("distill") else "v", color="grey",
+        ax.scatter(x, ratio(r[ykey], t[ykey]), marker="^" if name.startswith("distill") else "v", color="grey",
                    label="earlier study (13x-59x), distilled" if name.startswith("distill") else
                    "earlier study, scratch")
     if xkey == "x_fewer":
@@ -139,7 +147,7 @@ def plot(data: dict, earlier: dict | None, path: str) -> None:
         if y is not None:
           ax.hlines(y, x, x * 1.6, colors="green", linestyles="--")
       if ykey == "recall":
-        ax.hlines(MIN_RECALL_100X / teacher["recall"], 100, 160, colors="green", linestyles="--")
+        ax.hlines(ratio(MIN_RECALL_100X, teacher["recall"]), 100, 160, colors="green", linestyles="--")
       ax.plot([], [], "g--", label="goal (from 50x, 100x, 300x)")
       if ykey == "fid":
         for _, x, y in ANCHORS:

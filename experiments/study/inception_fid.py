@@ -27,11 +27,12 @@ from gandistill_jax.eval import evaluate, metrics
 RESULT = "inception_fid.json"
 
 
-def score_workdir(workdir: str, weights: str, num: int) -> dict:
+def score_workdir(workdir: str, weights: str, num: int, cache_dir: str = "") -> dict:
   """The Inception FID/KID of `num` samples of the workdir's generator (the evaluation's
-  fixed z) against its data's eval split; written to workdir/inception_fid.json."""
+  fixed z) against its data's eval split; written to workdir/inception_fid.json. Features
+  are cached in `cache_dir` (default: the run's eval.cache_dir)."""
   gen, variables, config, _ = workdir_lib.restore_network(workdir, "generator")
-  cache = config_lib.cache_dir(config)
+  cache = cache_dir or config_lib.cache_dir(config)
   score = evaluate.scorer(evaluate.workdir_reference(workdir, config), cache, "inception", weights)
   t0 = time.perf_counter()
   samples = evaluate.generate(gen, variables, config.model.latent_dim, num)
@@ -57,13 +58,14 @@ def main():
   ap.add_argument("--weights", default="~/.cache/gandistill_jax/inception_fid.npz",
                   help="the FID InceptionV3 as an npz (experiments/tools/convert_inception_weights.py)")
   ap.add_argument("--num", type=int, default=10000)
+  ap.add_argument("--cache-dir", default="", help="where features are cached (default: each run's eval.cache_dir)")
   a = ap.parse_args()
   weights = os.path.expanduser(a.weights)
   for w in a.workdirs:
     if done(w, weights, a.num):
       r = json.load(open(os.path.join(w, RESULT)))
     else:
-      r = score_workdir(w, weights, a.num)
+      r = score_workdir(w, weights, a.num, a.cache_dir)
     print(f"{w}: Inception FID {r['fid']:.2f} (KID {r['kid'] * 1e3:.2f}e-3, {r['protocol']['generated']} samples "
           f"against {r['protocol']['reference']} of {r['protocol']['reference_split']}, {r['seconds'] / 60:.1f} min)",
           flush=True)

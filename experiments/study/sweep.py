@@ -24,6 +24,7 @@ import statistics
 import sys
 
 import ml_collections
+import numpy as np
 
 from gandistill_jax import recipes, study, workdir as workdir_lib
 from gandistill_jax.eval import evaluate
@@ -88,14 +89,19 @@ def table(rows: list[dict], teacher: dict) -> str:
            "|---" * 13 + "|"]
   for r in sorted(rows, key=lambda r: (-r["x_fewer"], r["fid"])):
     lines.append(f"| {r['name']} | {r['recipe']} | {r['family']} | {r['init']} | {r['params']:,} | {r['x_fewer']:.1f} | "
-                 f"{r['steps']} | {r['train_seconds'] / 60:.1f} | {r['fid']:.2f} | {r['fid'] / teacher['fid']:.2f} | "
+                 f"{r['steps']} | {r['train_seconds'] / 60:.1f} | {r['fid']:.2f} | {ratio(r['fid'], teacher['fid']):.2f} | "
                  f"{r['precision']:.3f} | {r['recall']:.3f} | {r['l1']:.3f} |")
   return "\n".join(lines)
 
 
+def ratio(a: float, b: float) -> float:
+  """a / b, NaN where b is 0 (a teacher with no recall at all)."""
+  return a / b if b else float("nan")
+
+
 def mean_std(values: list[float]) -> str:
-  m = statistics.fmean(values)
-  return f"{m:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{m:.2f}"
+  x = np.asarray(values, np.float64)
+  return f"{x.mean():.2f} ± {x.std(ddof=1):.2f}" if len(x) > 1 else f"{x.mean():.2f}"
 
 
 def seeds_table(rows: list[dict], teacher: dict) -> str:
@@ -111,8 +117,8 @@ def seeds_table(rows: list[dict], teacher: dict) -> str:
     r0 = rs[0]
     lines.append(f"| {cell} | {r0['params']:,} | {r0['x_fewer']:.1f} | {r0['steps']} | {len(rs)} | "
                  f"{statistics.fmean(r['train_seconds'] for r in rs) / 60:.1f} | {mean_std([r['fid'] for r in rs])} | "
-                 f"{mean_std([r['fid'] / teacher['fid'] for r in rs])} | {mean_std([r['recall'] for r in rs])} | "
-                 f"{mean_std([r['recall'] / teacher['recall'] for r in rs])} |")
+                 f"{mean_std([ratio(r['fid'], teacher['fid']) for r in rs])} | {mean_std([r['recall'] for r in rs])} | "
+                 f"{mean_std([ratio(r['recall'], teacher['recall']) for r in rs])} |")
   return "\n".join(lines) if len(lines) > 2 else ""
 
 
