@@ -44,13 +44,18 @@ GRIDS = {
     # the frontier against the width-64 teacher with the projection bias (765,953 G params):
     # w8 r12 13.6k (56x), w8 r5 7.4k (103x), w4 r3 2.5k (310x); long schedules
     "frontier": (("joint",), (("dcgan", 8, 12), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
-    # what moves the ~100x and ~300x students: a teacher-initialised D, a wider fresh D,
-    # features from every teacher stage, channels chosen by output sensitivity, and mobile
-    # students (m8 r4 6.1k, 125x; m4 r2 2.0k, 380x) with the teacher's projection
-    "frontier_ideas": (("joint_td", "joint_wd", "joint_gfeat"), (("dcgan", 8, 12), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
-    # rank against width at ~100x (w4 r12 6.9k, w6 r8 7.4k) and ~300x (w2 r7 2.4k, w3 r4 2.2k)
-    "frontier_shape": (("joint",), (("dcgan", 4, 12), ("dcgan", 6, 8), ("dcgan", 2, 7), ("dcgan", 3, 4)), ("teacher",), (12000,)),
-    "frontier_init": (("joint",), (("dcgan", 8, 5), ("dcgan", 4, 3), ("mobile", 8, 4), ("mobile", 4, 2)), ("sens", "teacher"), (12000,)),
+    # the frontier rows over seeds (--seeds 0 1 2): the wider fresh D at 12000 steps
+    "frontier_final": (("joint_wd",), (("dcgan", 8, 12), ("dcgan", 6, 8), ("dcgan", 4, 3)), ("teacher",), (12000,)),
+    # at 6000 steps, what moves the ~100x student: a wider fresh D, features from every
+    # teacher stage, channels chosen by output sensitivity, a mobile student (m8 r4 6.1k,
+    # 125x) with the teacher's projection; and the teacher-initialised D (slow: a width-64 D)
+    "frontier_ideas": (("joint", "joint_wd", "joint_gfeat"), (("dcgan", 8, 5),), ("teacher",), (6000,)),
+    "frontier_init": (("joint",), (("dcgan", 8, 5), ("mobile", 8, 4)), ("sens", "teacher"), (6000,)),
+    "frontier_td": (("joint_td",), (("dcgan", 8, 5),), ("teacher",), (6000,)),
+    # rank against width at 6000 steps: ~100x w4 r12 6.9k, w6 r8 7.4k, w3 r16 7.0k, w2 r24 7.5k;
+    # ~300x w3 r4 2.2k, w2 r7 2.4k, w1 r12 2.5k, w4 r3 2.5k
+    "frontier_shape": (("joint",), (("dcgan", 2, 24), ("dcgan", 3, 16), ("dcgan", 4, 12), ("dcgan", 6, 8),
+                                    ("dcgan", 1, 12), ("dcgan", 2, 7), ("dcgan", 3, 4), ("dcgan", 4, 3)), ("teacher",), (6000,)),
 }
 # a cell's init -> (distill.student_init, distill.prune_by)
 INITS = {"random": ("random", "bn_scale"), "teacher": ("teacher", "bn_scale"), "sens": ("teacher", "sensitivity")}
