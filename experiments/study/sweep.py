@@ -42,10 +42,8 @@ GRIDS = {
     "shape50x": (("joint",), (("dcgan", 4, 24), ("dcgan", 6, 16), ("dcgan", 4, 12), ("dcgan", 8, 6)), ("teacher",), (2000,)),
     "size10x": (("tinygan", "balanced", "scratch"), (("dcgan", 24, 16), ("mobile", 32, 16)), ("random", "teacher"), (3000,)),
     # the frontier against the width-64 teacher with the projection bias (765,953 G params):
-    # w8 r12 13.6k (56x), w8 r5 7.4k (103x), w4 r3 2.5k (310x); long schedules
-    "frontier": (("joint",), (("dcgan", 8, 12), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
-    # the frontier rows over seeds (--seeds 0 1 2): the wider fresh D at 12000 steps
-    "frontier_final": (("joint_wd",), (("dcgan", 8, 12), ("dcgan", 6, 8), ("dcgan", 4, 3)), ("teacher",), (12000,)),
+    # w8 r12 13.6k (56x), w6 r8 7.4k (104x), w8 r5 7.4k (103x), w4 r3 2.5k (310x); long schedules
+    "frontier": (("joint",), (("dcgan", 8, 12), ("dcgan", 6, 8), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
     # at 6000 steps, what moves the ~100x student: a wider fresh D, features from every
     # teacher stage, channels chosen by output sensitivity, a mobile student (m8 r4 6.1k,
     # 125x) with the teacher's projection; and the teacher-initialised D (slow: a width-64 D)
