@@ -46,10 +46,11 @@ GRIDS = {
     "frontier": (("joint",), (("dcgan", 8, 12), ("dcgan", 6, 8), ("dcgan", 8, 5), ("dcgan", 4, 3)), ("teacher",), (12000,)),
     # at 6000 steps, what moves the ~100x student: a wider fresh D, features from every
     # teacher stage, channels chosen by output sensitivity, a mobile student (m8 r4 6.1k,
-    # 125x) with the teacher's projection; and the teacher-initialised D (slow: a width-64 D)
+    # 125x) with the teacher's projection
     "frontier_ideas": (("joint", "joint_wd", "joint_gfeat"), (("dcgan", 8, 5),), ("teacher",), (6000,)),
     "frontier_init": (("joint",), (("dcgan", 8, 5), ("mobile", 8, 4)), ("sens", "teacher"), (6000,)),
-    "frontier_td": (("joint_td",), (("dcgan", 8, 5),), ("teacher",), (6000,)),
+    # the ~100x scratch twin (the teacher's recipe and width-64 D) against the 6000-step students
+    "frontier_scratch": (("scratch",), (("dcgan", 6, 8),), ("teacher",), (6000,)),
     # rank against width at 6000 steps: ~100x w4 r12 6.9k, w6 r8 7.4k, w3 r16 7.0k, w2 r24 7.5k;
     # ~300x w3 r4 2.2k, w2 r7 2.4k, w1 r12 2.5k, w4 r3 2.5k
     "frontier_shape": (("joint",), (("dcgan", 2, 24), ("dcgan", 3, 16), ("dcgan", 4, 12), ("dcgan", 6, 8),
