@@ -27,6 +27,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gandistill_jax import models
+from gandistill_jax.models.dcgan import projection_matrix
+
 PRUNE_BY = ("bn_scale", "l1", "sensitivity")
 SENSITIVITY_BATCH = 64
 
@@ -62,7 +65,6 @@ def _check(teacher_cfg, student_cfg) -> None:
 
 def _sensitivity(teacher_vars: dict, teacher_cfg, layer: int) -> jax.Array:
   """E_z mean |G(z) - G_{-c}(z)| for every channel c of the teacher's BatchNorm_<layer>."""
-  from gandistill_jax import models
   gen = models.build_generator(teacher_cfg)
   z = jax.random.normal(jax.random.key(0), (SENSITIVITY_BATCH, teacher_cfg.latent_dim))
   full = gen.apply(teacher_vars, z)
@@ -84,14 +86,9 @@ def channel_scores(teacher_vars: dict, teacher_cfg, layer: int, prune_by: str) -
   if prune_by == "sensitivity":
     return _sensitivity(teacher_vars, teacher_cfg, layer)
   if layer == 0:
-    proj = _projection(tp)
+    proj = projection_matrix(tp)
     return jnp.abs(proj.reshape(proj.shape[0], -1, tp["BatchNorm_0"]["scale"].shape[0])).sum((0, 1))
   return jnp.abs(tp[f"UpConv_{layer - 1}"]["kernel"]).sum((0, 1, 2))
-
-
-def _projection(tp: dict) -> jax.Array:
-  proj = tp["proj"]["kernel"]
-  return tp["proj_low_rank"]["kernel"] @ proj if "proj_low_rank" in tp else proj
 
 
 def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_vars: dict,
@@ -107,12 +104,12 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
   sp_shape = jax.tree.map(jnp.shape, student_vars["params"])
   n_bn = sum(1 for k in tp if k.startswith("BatchNorm_"))
   n_up = n_bn                                   # UpConv_0 .. UpConv_{n_bn - 1}; the last is the output layer
-  n_cut = n_bn if student_cfg.family == "dcgan" else 1
+  whole = student_cfg.family == "dcgan"        # a mobile student takes the projection and BatchNorm_0 only
   kept = [select_channels(channel_scores(teacher_vars, teacher_cfg, i, prune_by),
-                          sp_shape[f"BatchNorm_{i}"]["scale"][0]) for i in range(n_cut)]
+                          sp_shape[f"BatchNorm_{i}"]["scale"][0]) for i in range(n_bn if whole else 1)]
 
   params, stats = dict(student_vars["params"]), dict(student_vars["batch_stats"])
-  proj = _projection(tp)
+  proj = projection_matrix(tp)
   c0 = tp["BatchNorm_0"]["scale"].shape[0]
   p = proj.reshape(proj.shape[0], -1, c0)[:, :, kept[0]].reshape(proj.shape[0], -1)
   if "proj_low_rank" in sp_shape:
@@ -126,7 +123,7 @@ def student_from_teacher(teacher_vars: dict, teacher_cfg, student_cfg, student_v
   for i, idx in enumerate(kept):
     params[f"BatchNorm_{i}"] = {k: v[idx] for k, v in tp[f"BatchNorm_{i}"].items()}
     stats[f"BatchNorm_{i}"] = {k: v[idx] for k, v in ts[f"BatchNorm_{i}"].items()}
-  for j in range(n_up if student_cfg.family == "dcgan" else 0):
+  for j in range(n_up if whole else 0):
     k = tp[f"UpConv_{j}"]["kernel"][:, :, kept[j]]
     if j + 1 < n_up:
       k = k[..., kept[j + 1]]
